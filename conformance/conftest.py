@@ -1,0 +1,1 @@
+"""Conformance tests: fixtures come from the root conftest (fixtures.plugin, fixtures.roles)."""

@@ -1,0 +1,138 @@
+"""The implementation as a caller: the requests it sends, as a strict worker records them."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from fixtures.probes.probe_worker import ProbeWorker
+from fixtures.roles import CallerUnderTest
+from reference_impl.protocol.payload_codec import PayloadCodec
+from reference_impl.routing import parse_tcp_transport
+from reference_impl.wire.checksum import xxh3_64
+from reference_impl.wire.two_part import PRELUDE
+
+REJECTION_KINDS = {"unavailable", "overloaded", "rejected"}
+
+
+@pytest.mark.req("TCP-CALLER-FRAME", "ENV-CONTROL", "DISC-CALLER-FINDS", "TP-LAYOUT")
+async def test_request_frame_and_envelope_are_well_formed(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
+    request = {"text": "hello", "n": 2}
+    answer = await impl_caller.call(probe_worker.endpoint("echo"), request)
+    assert answer["outcome"] == "complete", answer
+    assert answer["items"] == [request]
+    (received,) = await probe_worker.wait_for_requests(1)
+    record = probe_worker.record("echo")
+    assert received.frame.path.decode() == parse_tcp_transport(record.transport_address).path
+    assert received.headers is not None, f"headers are not a JSON string map: {received.frame.headers_raw[:200]!r}"
+    assert received.envelope is not None, f"payload is not a request envelope: {received.envelope_error}"
+    header_len, body_len, _ = PRELUDE.unpack_from(received.frame.payload)
+    assert header_len > 0 and body_len > 0, "the envelope must be a header-and-data frame"
+    assert len(received.frame.payload) == 24 + header_len + body_len, "trailing bytes after the envelope"
+    control = received.envelope.control
+    assert control.request_type == "single_in" and control.response_type == "many_out"
+    assert control.connection_info.transport == "tcp_server"
+    raw_control = json.loads(received.frame.payload[24 : 24 + header_len])
+    assert isinstance(raw_control["connection_info"]["info"], str), "info must be a JSON string (double-encoded)"
+    info = control.connection_info.tcp()
+    assert info.context == control.id and info.stream_type == "response" and info.subject
+    assert received.body == request
+
+
+@pytest.mark.req("TCP-CALLER-HEADERS")
+async def test_request_headers_carry_id_path_and_send_time(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
+    before_ns = time.time_ns()
+    answer = await impl_caller.call(probe_worker.endpoint("echo"), {"h": 1})
+    assert answer["outcome"] == "complete", answer
+    (received,) = await probe_worker.wait_for_requests(1)
+    assert received.headers is not None and received.envelope is not None
+    assert received.headers.get("request-id") == received.envelope.control.id
+    assert received.headers.get("x-endpoint-path") == received.frame.path.decode()
+    sent_ns = int(received.headers.get("x-frontend-send-ts-ns", "-1"))
+    assert abs(sent_ns - before_ns) < 60 * 10**9, f"x-frontend-send-ts-ns {sent_ns} is not a wall-clock time in ns"
+
+
+@pytest.mark.req("TP-CHECKSUM-SEND")
+async def test_request_envelope_checksum_is_zero_or_xxh3(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
+    answer = await impl_caller.call(probe_worker.endpoint("echo"), {"c": 1})
+    assert answer["outcome"] == "complete", answer
+    (received,) = await probe_worker.wait_for_requests(1)
+    header_len, body_len, checksum = PRELUDE.unpack_from(received.frame.payload)
+    header = received.frame.payload[24 : 24 + header_len]
+    body = received.frame.payload[24 + header_len : 24 + header_len + body_len]
+    assert checksum in (0, xxh3_64(header, body))
+
+
+@pytest.mark.req("CODEC-NEGOTIATION")
+@pytest.mark.parametrize(
+    ("codec", "advertise", "expected"),
+    [(PayloadCodec.MSGPACK, True, "msgpack"), (PayloadCodec.JSON, True, "json"), (PayloadCodec.JSON, False, "json")],
+    ids=["advertises-msgpack", "advertises-json", "advertises-nothing"],
+)
+async def test_body_uses_the_codec_the_worker_advertises(
+    impl_caller: CallerUnderTest, codec: PayloadCodec, advertise: bool, expected: str
+):
+    worker = ProbeWorker(
+        impl_caller.discovery,
+        component=f"codec-{expected}-{int(advertise)}-{time.monotonic_ns()}",
+        codec=codec,
+        advertise_codec=advertise,
+    )
+    await worker.start()
+    try:
+        answer = await impl_caller.call(worker.endpoint("echo"), {"codec": expected})
+        (received,) = await worker.wait_for_requests(1)
+    finally:
+        await worker.close()
+    assert received.envelope is not None, received.envelope_error
+    assert (received.envelope.control.payload_codec or "json") == expected
+    assert received.body_error is None, f"body is not {expected}: {received.body_error}"
+    assert received.body == {"codec": expected}
+    assert answer["outcome"] == "complete" and answer["items"] == [{"codec": expected}], answer
+
+
+@pytest.mark.req("DISC-CALLER-FINDS")
+async def test_records_with_unknown_fields_are_still_used(impl_caller: CallerUnderTest):
+    worker = ProbeWorker(
+        impl_caller.discovery,
+        component=f"extra-{time.monotonic_ns()}",
+        extra_record_fields={"x_future_field": {"nested": [1, 2]}, "zz": "unknown"},
+    )
+    await worker.start()
+    try:
+        answer = await impl_caller.call(worker.endpoint("stream"), {"count": 2})
+    finally:
+        await worker.close()
+    assert answer["outcome"] == "complete" and [i["seq"] for i in answer["items"]] == [0, 1], answer
+
+
+@pytest.mark.req("TCP-CALLER-REJECT")
+@pytest.mark.parametrize("behaviour", ["reject_unavailable", "reject_overloaded"])
+async def test_rejection_acks_fail_the_call_at_once(
+    impl_caller: CallerUnderTest, probe_worker: ProbeWorker, behaviour: str
+):
+    answer = await impl_caller.call(probe_worker.endpoint(behaviour), {"n": 1}, deadline=10.0)
+    assert answer["outcome"] == "error", f"a rejected call must fail: {answer}"
+    assert answer["error"]["kind"] in REJECTION_KINDS, answer["error"]
+    assert answer["elapsed_s"] < 3.0, f"took {answer['elapsed_s']:.1f}s to notice the rejection"
+
+
+@pytest.mark.req("TCP-CALLER-REJECT-OTHER")
+async def test_other_non_empty_acks_fail_the_call(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
+    answer = await impl_caller.call(probe_worker.endpoint("reject_other"), {"n": 1}, deadline=6.0)
+    assert answer["outcome"] == "error", f"a non-empty ACK was taken as success: {answer}"
+
+
+@pytest.mark.req("TCP-CALLER-ACK-TIMEOUT")
+async def test_a_missing_ack_fails_the_call(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
+    answer = await impl_caller.call(probe_worker.endpoint("no_ack"), {"n": 1}, deadline=20.0)
+    assert answer["outcome"] == "error", f"no bounded wait for the ACK: {answer}"
+
+
+@pytest.mark.req("CALLER-CALLHOME-TIMEOUT")
+async def test_a_worker_that_never_calls_home_fails_the_call(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
+    """The suite sets RP_CALLHOME_TIMEOUT=3 for callers; 12 s is ample."""
+    answer = await impl_caller.call(probe_worker.endpoint("silent"), {"n": 1}, deadline=12.0)
+    assert answer["outcome"] == "error", f"the caller waited for a call-home that never came: {answer}"

@@ -1,0 +1,71 @@
+"""The implementation as a worker: what it publishes in discovery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+import pytest
+
+from fixtures.roles import WorkerUnderTest
+from reference_impl.discovery.file_store import encode_key
+from reference_impl.routing import EndpointId, instance_path, parse_tcp_transport
+
+U64_MAX = (1 << 64) - 1
+
+
+def _record_files(worker: WorkerUnderTest) -> dict[str, dict[str, object]]:
+    bucket = worker.discovery.bucket
+    return {path.name: json.loads(path.read_bytes()) for path in bucket.iterdir() if not path.name.startswith(".tmp_")}
+
+
+@pytest.mark.req("DISC-RECORD")
+async def test_records_have_the_endpoint_record_shape(impl_worker: WorkerUnderTest):
+    documents = list(_record_files(impl_worker).values())
+    assert documents, "no record files"
+    for document in documents:
+        assert document["type"] == "Endpoint"
+        assert document["namespace"] == impl_worker.namespace and document["component"] == impl_worker.component
+        assert isinstance(document["endpoint"], str)
+        instance_id = document["instance_id"]
+        assert isinstance(instance_id, int) and not isinstance(instance_id, bool) and 0 <= instance_id <= U64_MAX
+        transport = document["transport"]
+        assert isinstance(transport, dict) and len(transport) == 1, transport
+        assert next(iter(transport)) in ("tcp", "nats_tcp", "http")
+        codec = document.get("request_plane_codec")
+        assert codec in (None, "json", "msgpack"), codec
+    assert len({d["instance_id"] for d in documents}) == 1, "one process publishes one instance id"
+
+
+@pytest.mark.req("DISC-FILE-NAME")
+async def test_record_files_are_named_by_the_escaped_key(impl_worker: WorkerUnderTest):
+    for name, document in _record_files(impl_worker).items():
+        key = f"{document['namespace']}/{document['component']}/{document['endpoint']}/{document['instance_id']:x}"
+        assert name == encode_key(key), f"{name!r} is not the NON_ALPHANUMERIC escape of {key!r}"
+        assert re.fullmatch(r"[A-Za-z0-9%]+", name)
+
+
+@pytest.mark.req("DISC-TCP-ADDRESS")
+async def test_tcp_address_names_the_instance_path(impl_worker: WorkerUnderTest):
+    for document in _record_files(impl_worker).values():
+        address = document["transport"]["tcp"]  # type: ignore[index]
+        target = parse_tcp_transport(address)
+        endpoint = EndpointId(document["namespace"], document["component"], document["endpoint"])  # type: ignore[arg-type]
+        assert target.path == instance_path(endpoint, document["instance_id"])  # type: ignore[arg-type]
+        assert target.host == "127.0.0.1", "the suite asked for loopback (DYN_TCP_RPC_HOST)"
+        _, writer = await asyncio.wait_for(asyncio.open_connection(target.host, target.port), 5.0)
+        writer.close()
+
+
+@pytest.mark.req("DISC-LIVENESS")
+async def test_records_are_refreshed_inside_the_ttl(impl_worker: WorkerUnderTest):
+    path = next(p for p in impl_worker.discovery.bucket.iterdir() if not p.name.startswith(".tmp_"))
+    first = path.stat().st_mtime
+    deadline = time.monotonic() + 7.0
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+        if path.stat().st_mtime > first:
+            return
+    pytest.fail(f"{path.name} was not refreshed within 7 s (Dynamo peers delete records older than 10 s)")

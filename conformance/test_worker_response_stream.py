@@ -1,0 +1,185 @@
+"""The implementation as a worker: the call-home response stream it produces."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+
+import pytest
+
+from fixtures.probes.callhome_recorder import CallHomeSession, Transcript
+from fixtures.probes.wire_client import ProbeResult, WireClient
+from fixtures.roles import WorkerUnderTest
+from reference_impl.protocol import annotated
+from reference_impl.protocol.messages import SENTINEL, CallHomeHandshake
+from reference_impl.protocol.payload_codec import PayloadCodec
+from reference_impl.protocol.response_stream import FinalReceived, ItemReceived, PrologueReceived, SentinelReceived
+from reference_impl.wire.checksum import xxh3_64
+from reference_impl.wire.two_part import MessageKind
+
+
+@pytest.mark.req("RS-HANDSHAKE", "RS-PROLOGUE", "RS-ITEMS", "RS-FINAL", "RS-SENTINEL", "TP-LAYOUT")
+async def test_complete_stream_has_the_documented_shape(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    probe = wire_client.prepare(impl_worker.record("stream"), {"count": 5, "size": 10})
+    assert await wire_client.deliver(impl_worker.record("stream"), probe) == b""
+    session = await asyncio.wait_for(probe.session, 10.0)
+    transcript = await _read_like_a_caller(session)
+    handshake = CallHomeHandshake.from_json_bytes(transcript.frames[0].header)
+    assert handshake.subject == probe.control.connection_info.tcp().subject
+    assert handshake.stream_type == "response"
+    assert [frame.kind for frame in transcript.frames] == [
+        MessageKind.HEADER_ONLY.value,  # handshake
+        MessageKind.HEADER_ONLY.value,  # prologue
+        *[MessageKind.DATA_ONLY.value] * 5,  # items
+        MessageKind.DATA_ONLY.value,  # complete_final
+        MessageKind.HEADER_ONLY.value,  # sentinel
+    ]
+    assert transcript.frames[1].header == b'{"error":null}'
+    assert transcript.frames[-1].header == SENTINEL
+    assert transcript.event_names(probe.codec) == [
+        "HandshakeReceived",
+        "PrologueReceived",
+        *["ItemReceived"] * 5,
+        "FinalReceived",
+        "SentinelReceived",
+        "closed_complete",
+    ]
+    assert not transcript.violations(probe.codec)
+    values = ProbeResult(b"", transcript, probe.codec).values()
+    assert values == [{"seq": i, "pad": "x" * 10} for i in range(5)]
+
+
+async def _read_like_a_caller(session: CallHomeSession, timeout: float = 10.0) -> Transcript:
+    from fixtures.probes.wire_client import read_until_sentinel_then_close
+
+    return await read_until_sentinel_then_close(session, timeout)
+
+
+@pytest.mark.req("TP-CHECKSUM-SEND")
+async def test_checksums_are_zero_or_xxh3(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    result = await wire_client.call(impl_worker.record("stream"), {"count": 4})
+    assert result.transcript is not None
+    for frame in result.transcript.frames:
+        assert frame.checksum in (0, xxh3_64(frame.header, frame.data)), f"bad checksum on {frame}"
+
+
+@pytest.mark.req("TP-CHECKSUM-ZERO", "TP-CHECKSUM-VALID")
+@pytest.mark.parametrize("write_checksum", [False, True], ids=["zero", "xxh3"])
+async def test_envelopes_with_zero_or_valid_checksum_are_accepted(
+    impl_worker: WorkerUnderTest, wire_client: WireClient, write_checksum: bool
+):
+    result = await wire_client.call(
+        impl_worker.record("echo"), {"checksum": write_checksum}, write_checksum=write_checksum
+    )
+    assert result.ack == b""
+    assert result.values() == [{"checksum": write_checksum}]
+
+
+@pytest.mark.req("RS-ITEMS")
+async def test_a_thousand_items_arrive_in_order_exactly_once(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    result = await wire_client.call(impl_worker.record("stream"), {"count": 1000, "size": 100}, timeout=30.0)
+    assert [v["seq"] for v in result.values()] == list(range(1000))
+    assert result.events[-3:] == ["FinalReceived", "SentinelReceived", "closed_complete"]
+
+
+@pytest.mark.req("RS-ITEMS")
+async def test_a_large_request_reaches_the_handler_intact(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    blob = uuid.uuid4().hex * (4 * 1024 * 1024 // 32)
+    result = await wire_client.call(impl_worker.record("sink"), {"blob": blob}, timeout=30.0)
+    assert result.ack == b""
+    assert result.values() == [{"size": len(blob), "sha256": hashlib.sha256(blob.encode()).hexdigest()}]
+
+
+@pytest.mark.req("RS-WORKER-CLOSE")
+async def test_worker_closes_after_the_caller_does(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    probe = wire_client.prepare(impl_worker.record("stream"), {"count": 1})
+    assert await wire_client.deliver(impl_worker.record("stream"), probe) == b""
+    session = await asyncio.wait_for(probe.session, 10.0)
+    while (frame := await session.next_frame(10.0)) is not None and frame.header != SENTINEL:
+        pass
+    assert frame is not None, "no sentinel"
+    closed_at = time.monotonic()
+    session.half_close()
+    transcript = await session.read_to_end(5.0)
+    assert transcript.ended_by in ("eof", "reset"), f"worker kept the connection ({transcript.ended_by})"
+    assert transcript.ended_at is not None and transcript.ended_at - closed_at < 3.0
+
+
+@pytest.mark.req("RS-ERROR-BEFORE")
+async def test_failure_before_the_first_item_reaches_the_caller(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    result = await wire_client.call(impl_worker.record("error_before"), {})
+    assert result.ack == b""
+    assert result.transcript is not None
+    events = result.transcript.events(result.codec)
+    prologue = next(e for e in events if isinstance(e, PrologueReceived))
+    data_items = [u for u in map(annotated.unwrap, result.items()) if u.error is None]
+    assert not data_items, f"items sent despite the failure: {data_items}"
+    assert prologue.error or result.errors(), "the failure was not reported (no prologue error, no error item)"
+    assert "error_before" in " ".join(filter(None, [prologue.error, *result.errors()]))
+    assert result.transcript.ended_by in ("eof", "reset"), "the stream did not end"
+
+
+@pytest.mark.req("RS-ERROR-MID")
+async def test_failure_mid_stream_follows_the_items_before_it(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    result = await wire_client.call(impl_worker.record("error_mid"), {"count": 2})
+    assert result.transcript is not None
+    unwrapped = [annotated.unwrap(item) for item in result.items()]
+    assert [u.data for u in unwrapped[:2]] == [{"seq": 0}, {"seq": 1}]
+    assert len(unwrapped) == 3 and unwrapped[2].error, f"expected an error item after two items, got {unwrapped}"
+    assert "error_mid" in unwrapped[2].error
+    events = result.transcript.events(result.codec)
+    ended_normally = any(isinstance(e, FinalReceived) for e in events) and isinstance(events[-2], SentinelReceived)
+    assert ended_normally or result.transcript.ended_by in ("eof", "reset")
+
+
+async def _cancel_slow_stream(
+    impl_worker: WorkerUnderTest, wire_client: WireClient, mode: str
+) -> tuple[Transcript, int, dict[str, object], PayloadCodec]:
+    """Start ``slow``, read three items, send ``mode``; return what followed."""
+    tag = f"{mode}-{uuid.uuid4().hex[:8]}"
+    record = impl_worker.record("slow")
+    probe = wire_client.prepare(record, {"tag": tag, "interval": 0.05, "count": 400})
+    assert await wire_client.deliver(record, probe) == b""
+    session = await asyncio.wait_for(probe.session, 10.0)
+    items_before = 0
+    while items_before < 3:
+        frame = await session.next_frame(10.0)
+        assert frame is not None, "stream ended before three items"
+        items_before += frame.kind == MessageKind.DATA_ONLY.value
+    await (session.send_stop() if mode == "stop" else session.send_kill())
+    transcript = await session.read_to_end(5.0)
+    records: dict[str, object] = {}
+    for _ in range(60):
+        records = (await impl_worker.slow_records()).get(tag, {})
+        if records.get("ended") or records.get("cancelled"):
+            break
+        await asyncio.sleep(0.05)
+    return transcript, len(session.frames), records, probe.codec
+
+
+@pytest.mark.req("RS-CANCEL-STOP")
+async def test_stop_reaches_the_handler_and_ends_the_stream(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    transcript, _, record, codec = await _cancel_slow_stream(impl_worker, wire_client, "stop")
+    assert transcript.ended_by in ("eof", "reset"), "the worker kept streaming/open 5 s after stop"
+    items = [e for e in transcript.events(codec) if isinstance(e, ItemReceived)]
+    assert len(items) < 40, f"{len(items)} items after stop: the worker did not stop"
+    assert record.get("cancelled"), f"the handler never saw the stop: {record}"
+
+
+@pytest.mark.req("RS-CANCEL-KILL")
+async def test_kill_reaches_the_handler_and_ends_the_stream(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    transcript, _, record, codec = await _cancel_slow_stream(impl_worker, wire_client, "kill")
+    assert transcript.ended_by in ("eof", "reset"), "the worker kept streaming/open 5 s after kill"
+    items = [e for e in transcript.events(codec) if isinstance(e, ItemReceived)]
+    assert len(items) < 40, f"{len(items)} items after kill: the worker did not stop"
+    assert record.get("cancelled"), f"the handler never saw the kill: {record}"
+
+
+@pytest.mark.req("RS-CANCEL-NO-SENTINEL")
+@pytest.mark.parametrize("mode", ["stop", "kill"])
+async def test_no_sentinel_after_a_cancellation(impl_worker: WorkerUnderTest, wire_client: WireClient, mode: str):
+    transcript, _, _, codec = await _cancel_slow_stream(impl_worker, wire_client, mode)
+    names = transcript.event_names(codec)
+    assert "SentinelReceived" not in names and "FinalReceived" not in names, names

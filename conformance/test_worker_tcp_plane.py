@@ -1,0 +1,335 @@
+"""The implementation as a worker on the TCP request plane, probed byte by byte."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from fixtures.probes.wire_client import (
+    ProbeRequest,
+    ProbeResult,
+    RawRequestConnection,
+    WireClient,
+    read_until_sentinel_then_close,
+)
+from fixtures.roles import WorkerUnderTest
+from reference_impl.discovery.records import InstanceRecord
+from reference_impl.protocol.payload_codec import PayloadCodec
+from reference_impl.routing import parse_tcp_transport
+from reference_impl.wire.request_frame import U32, encode_request
+
+pytestmark = pytest.mark.planes("tcp")
+
+UNAVAILABLE = b"Server unavailable:"
+
+
+async def _stream_values(wire_client: WireClient, probe: ProbeRequest, timeout: float = 10.0) -> list[Any]:
+    """Values of the stream the worker calls home with for ``probe`` (after an empty ACK)."""
+    session = await asyncio.wait_for(probe.session, timeout)
+    transcript = await read_until_sentinel_then_close(session, timeout)
+    return ProbeResult(b"", transcript, probe.codec).values()
+
+
+@pytest.mark.req("TCP-ACK-EMPTY", "TCP-ROUTE", "DISC-TCP-ADDRESS")
+async def test_accepted_request_gets_an_empty_ack_and_a_stream(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    result = await wire_client.call(impl_worker.record("echo"), {"hello": "world", "n": 1})
+    assert result.ack == b"", f"ACK text {result.ack!r}"
+    assert result.values() == [{"hello": "world", "n": 1}]
+
+
+@pytest.mark.req("TCP-ROUTE")
+async def test_routing_ignores_the_x_endpoint_path_header(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    """The frame path says echo, the header names another endpoint: echo must answer."""
+    echo, stream = impl_worker.record("echo"), impl_worker.record("stream")
+    probe = wire_client.prepare(echo, {"count": 7})
+    probe.headers["x-endpoint-path"] = parse_tcp_transport(stream.transport_address).path
+    frame = encode_request(parse_tcp_transport(echo.transport_address).path, probe.headers, probe.payload)
+    connection = await RawRequestConnection.to(echo)
+    try:
+        await connection.send(frame)
+        assert await connection.read_ack(5.0) == b""
+    finally:
+        connection.close()
+    assert await _stream_values(wire_client, probe) == [{"count": 7}]
+
+
+@pytest.mark.req("TCP-ACK-ORDER", "TCP-UNKNOWN-ENDPOINT")
+async def test_pipelined_requests_get_one_ack_each_in_order(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    record = impl_worker.record("echo")
+    good_path = parse_tcp_transport(record.transport_address).path
+    plan = ["good" if i % 3 else "unknown" for i in range(24)]
+    probes, frames = [], []
+    for i, kind in enumerate(plan):
+        probe = wire_client.prepare(record, {"i": i})
+        path = good_path if kind == "good" else f"{good_path}-missing-{i}"
+        frames.append(encode_request(path, probe.headers, probe.payload))
+        probes.append(probe)
+    connection = await RawRequestConnection.to(record)
+    try:
+        await connection.send(b"".join(frames))
+        acks = [await connection.read_ack(5.0) for _ in frames]
+    finally:
+        connection.close()
+    for kind, ack in zip(plan, acks, strict=True):
+        if kind == "good":
+            assert ack == b"", f"accepted request got ACK {ack!r}"
+        else:
+            assert ack is not None and ack.startswith(UNAVAILABLE), f"unknown endpoint got ACK {ack!r}"
+    for i, (kind, probe) in enumerate(zip(plan, probes, strict=True)):
+        if kind == "good":
+            assert await _stream_values(wire_client, probe) == [{"i": i}], f"request {i} got another's stream"
+        else:
+            probe.session.cancel()
+
+
+@pytest.mark.req("TCP-UNKNOWN-ENDPOINT")
+async def test_unknown_endpoint_leaves_the_connection_usable(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    record = impl_worker.record("echo")
+    path = parse_tcp_transport(record.transport_address).path
+    missing = wire_client.prepare(record, {"n": 0})
+    missing.session.cancel()
+    connection = await RawRequestConnection.to(record)
+    try:
+        await connection.send(
+            encode_request(path.rsplit("/", 1)[0] + "/no_such_endpoint", missing.headers, missing.payload)
+        )
+        ack = await connection.read_ack(5.0)
+        assert ack is not None and ack.startswith(UNAVAILABLE), f"ACK {ack!r}"
+        probe = wire_client.prepare(record, {"n": 1})
+        await connection.send(encode_request(path, probe.headers, probe.payload))
+        assert await connection.read_ack(5.0) == b""
+    finally:
+        connection.close()
+    assert await _stream_values(wire_client, probe) == [{"n": 1}]
+
+
+@pytest.mark.req("TCP-INVALID-PATH")
+async def test_non_utf8_path_is_refused_with_server_unavailable(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    record = impl_worker.record("echo")
+    probe = wire_client.prepare(record, {"n": 0})
+    probe.session.cancel()
+    connection = await RawRequestConnection.to(record)
+    try:
+        await connection.send(encode_request(b"\xff\xfe/not-utf8", probe.headers, probe.payload))
+        ack = await connection.read_ack(5.0)
+        follow_up = wire_client.prepare(record, {"n": 2})
+        await connection.send(WireClient.tcp_frame(record, follow_up))
+        assert await connection.read_ack(5.0) == b"", "connection unusable after a bad path"
+    finally:
+        connection.close()
+    assert await _stream_values(wire_client, follow_up) == [{"n": 2}]
+    assert ack is not None and ack.startswith(UNAVAILABLE), f"non-UTF-8 path got ACK {ack!r}"
+
+
+@pytest.mark.req("TCP-FRAME")
+async def test_frame_split_into_single_bytes_is_decoded(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    record = impl_worker.record("echo")
+    probe = wire_client.prepare(record, {"split": True})
+    frame = WireClient.tcp_frame(record, probe)
+    connection = await RawRequestConnection.to(record)
+    connection.writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        for index in range(len(frame)):
+            await connection.send(frame[index : index + 1])
+            if index < 64:
+                await asyncio.sleep(0.001)  # keep the first bytes in separate segments
+        assert await connection.read_ack(5.0) == b""
+    finally:
+        connection.close()
+    assert await _stream_values(wire_client, probe) == [{"split": True}]
+
+
+@pytest.mark.req("TCP-HEADERS-LENIENT")
+async def test_malformed_headers_do_not_fail_the_request(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    record = impl_worker.record("echo")
+    probe = wire_client.prepare(record, {"headers": "bad"})
+    frame = encode_request(parse_tcp_transport(record.transport_address).path, b"notjs", probe.payload)
+    connection = await RawRequestConnection.to(record)
+    try:
+        await connection.send(frame)
+        assert await connection.read_ack(5.0) == b""
+    finally:
+        connection.close()
+    assert await _stream_values(wire_client, probe) == [{"headers": "bad"}]
+
+
+@pytest.mark.req("CODEC-JSON")
+@pytest.mark.parametrize("legacy_control", [False, True], ids=["payload_codec_json", "no_payload_codec"])
+async def test_json_requests_are_answered_in_json(
+    impl_worker: WorkerUnderTest, wire_client: WireClient, legacy_control: bool
+):
+    result = await wire_client.call(
+        impl_worker.record("stream"), {"count": 3}, codec=PayloadCodec.JSON, legacy_control=legacy_control
+    )
+    assert result.ack == b""
+    assert result.transcript is not None
+    assert not result.transcript.violations(PayloadCodec.JSON), "items are not JSON wrappers"
+    assert [v["seq"] for v in result.values()] == [0, 1, 2]
+
+
+@pytest.mark.req("CODEC-MSGPACK")
+async def test_msgpack_requests_are_answered_in_msgpack(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    record = impl_worker.record("stream")
+    if record.request_plane_codec != "msgpack":
+        pytest.fail(f"worker advertises {record.request_plane_codec!r}; the default codec is msgpack")
+    result = await wire_client.call(record, {"count": 3, "size": 5}, codec=PayloadCodec.MSGPACK)
+    assert result.transcript is not None
+    assert not result.transcript.violations(PayloadCodec.MSGPACK), "items are not msgpack wrappers"
+    assert result.values() == [{"seq": i, "pad": "xxxxx"} for i in range(3)]
+
+
+@pytest.mark.req("ENV-CONTEXT-CHECK")
+async def test_no_call_home_when_context_differs_from_request_id(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    record = impl_worker.record("echo")
+    probe = wire_client.prepare(record, {"n": 1}, context="another-request")
+    assert await wire_client.deliver(record, probe) == b""
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.shield(probe.session), 2.0)
+
+
+# --- size limit, truncation, isolation ------------------------------------------------
+
+LIMIT = 1024 * 1024
+
+
+@pytest.fixture
+async def limited_worker(impl_worker_factory: Callable[..., Awaitable[WorkerUnderTest]]) -> WorkerUnderTest:
+    return await impl_worker_factory(env={"DYN_TCP_MAX_MESSAGE_SIZE": str(LIMIT)}, endpoints=["sink", "echo"])
+
+
+def _sink_frame_of_size(wire_client: WireClient, record: InstanceRecord, total: int) -> tuple[ProbeRequest, bytes, int]:
+    """A sink request whose whole frame is exactly ``total`` bytes."""
+    blob_len = total // 2
+    for _ in range(4):
+        probe = wire_client.prepare(record, {"blob": "b" * blob_len})
+        size = len(WireClient.tcp_frame(record, probe))
+        probe.session.cancel()
+        blob_len += total - size
+    probe = wire_client.prepare(record, {"blob": "b" * blob_len})
+    frame = WireClient.tcp_frame(record, probe)
+    assert len(frame) == total
+    return probe, frame, blob_len
+
+
+@pytest.mark.req("TCP-SIZE-AT-LIMIT")
+async def test_frame_exactly_at_the_limit_is_accepted(limited_worker: WorkerUnderTest, wire_client: WireClient):
+    record = limited_worker.record("sink")
+    probe, frame, blob_len = _sink_frame_of_size(wire_client, record, LIMIT)
+    connection = await RawRequestConnection.to(record)
+    try:
+        await connection.send(frame)
+        assert await connection.read_ack(10.0) == b""
+    finally:
+        connection.close()
+    values = await _stream_values(wire_client, probe)
+    assert values and values[0]["size"] == blob_len
+
+
+@pytest.mark.req("TCP-SIZE-LIMIT")
+async def test_oversized_frame_is_refused_from_its_length_fields(
+    limited_worker: WorkerUnderTest, wire_client: WireClient
+):
+    """Only the length fields are sent: the refusal must not wait for the payload."""
+    record = limited_worker.record("sink")
+    probe, frame, _ = _sink_frame_of_size(wire_client, record, LIMIT + 1)
+    path_len = int.from_bytes(frame[:2], "big")
+    headers_len = int.from_bytes(frame[2 + path_len : 4 + path_len], "big")
+    prefix = frame[: 8 + path_len + headers_len]
+    assert U32.unpack_from(prefix, 4 + path_len + headers_len)[0] == len(probe.payload)
+    connection = await RawRequestConnection.to(record)
+    try:
+        await connection.send(prefix)
+        ack = await connection.read_ack(5.0)
+        closed = await connection.wait_closed_by_peer(5.0)
+    finally:
+        connection.close()
+    assert ack, f"expected a non-empty ACK naming the reason, got {ack!r}"
+    assert closed, "the worker kept the connection open after an oversized frame"
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.shield(probe.session), 1.0)
+
+
+@pytest.mark.req("TCP-TRUNCATED")
+async def test_truncated_frame_is_dropped_and_the_connection_closed(
+    impl_worker: WorkerUnderTest, wire_client: WireClient
+):
+    record = impl_worker.record("echo")
+    probe = wire_client.prepare(record, {"truncated": True})
+    frame = WireClient.tcp_frame(record, probe)
+    connection = await RawRequestConnection.to(record)
+    try:
+        await connection.send(frame[: len(frame) - 5])
+        connection.writer.write_eof()
+        closed = await connection.wait_closed_by_peer(5.0)
+        ack = connection.acks.next_ack()
+    finally:
+        connection.close()
+    assert closed, "the worker did not close a connection that ended mid-frame"
+    assert ack is None, f"a truncated frame was acknowledged: {ack!r}"
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.shield(probe.session), 1.0)
+
+
+async def _send_and_drop(record: InstanceRecord, data: bytes) -> None:
+    connection = await RawRequestConnection.to(record)
+    try:
+        await connection.send(data)
+        with contextlib.suppress(TimeoutError):
+            await connection.read_ack(0.5)
+    finally:
+        connection.close()
+
+
+@pytest.mark.req("TCP-ISOLATION", "RS-ITEMS")
+async def test_bad_connections_do_not_disturb_a_concurrent_stream(
+    impl_worker: WorkerUnderTest, wire_client: WireClient
+):
+    record = impl_worker.record("stream")
+    probe = wire_client.prepare(record, {"count": 3000, "size": 32})
+    good_stream = asyncio.ensure_future(_stream_values(wire_client, probe, timeout=30.0))
+    assert await wire_client.deliver(record, probe) == b""
+    oversize = encode_request("x", {}, b"")[:-4] + U32.pack(0xFFFFFFF0)  # declares ~4 GiB
+    truncated = WireClient.tcp_frame(record, wire_client.prepare(record, {}))[:40]
+    garbage = bytes(range(256)) * 16
+    await asyncio.gather(
+        _send_and_drop(record, garbage),
+        _send_and_drop(record, truncated),
+        _send_and_drop(record, oversize),
+        _send_and_drop(record, b"GET / HTTP/1.1\r\nHost: worker\r\n\r\n"),
+    )
+    values = await good_stream
+    assert [v["seq"] for v in values] == list(range(3000)), "the concurrent stream lost, duplicated or reordered items"
+    after = await wire_client.call(impl_worker.record("echo"), {"still": "alive"})
+    assert after.values() == [{"still": "alive"}], "the worker stopped serving after bad connections"
+
+
+@pytest.mark.req("TCP-OVERLOAD")
+async def test_worker_at_capacity_refuses_at_once(
+    impl_worker_factory: Callable[..., Awaitable[WorkerUnderTest]], wire_client: WireClient
+):
+    """Pool of one, queue of one: the third and fourth concurrent requests find no room."""
+    worker = await impl_worker_factory(
+        env={"DYN_TCP_WORKER_POOL_SIZE": "1", "DYN_TCP_WORK_QUEUE_SIZE": "1"}, endpoints=["slow"]
+    )
+    record = worker.record("slow")
+    probes = [wire_client.prepare(record, {"tag": f"overload-{i}", "interval": 0.05, "count": 200}) for i in range(4)]
+    connection = await RawRequestConnection.to(record)
+    try:
+        await connection.send(b"".join(WireClient.tcp_frame(record, probe) for probe in probes))
+        acks = [await connection.read_ack(5.0) for _ in probes]
+    finally:
+        connection.close()
+    for probe, ack in zip(probes, acks, strict=True):
+        if ack != b"":
+            probe.session.cancel()
+    try:
+        assert acks[0] == b"", f"the first request found no room: {acks}"
+        assert any(ack and ack.startswith(b"Server overloaded:") for ack in acks[2:]), f"no overload ACK: {acks}"
+    finally:
+        first = await asyncio.wait_for(asyncio.shield(probes[0].session), 10.0)
+        await first.send_kill()

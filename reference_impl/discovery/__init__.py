@@ -1,0 +1,1 @@
+"""Discovery: instance records and the Dynamo-compatible file store."""

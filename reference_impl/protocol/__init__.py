@@ -1,0 +1,1 @@
+"""Message-level protocol: control messages, envelopes, routing keys, state machines. Sans-IO."""

@@ -1,0 +1,54 @@
+"""Dynamo's ``Annotated<T>`` item envelope, as its Python bindings use it.
+
+This is an application convention carried inside the response items, not
+part of the transport: a Python handler's yielded value ``v`` travels as
+``{"data": v}`` and a handler failure as ``{"event": "error", "error":
+{...}}``.  Speaking it lets reference workers serve Dynamo's Python callers
+and lets the reference caller read Dynamo's Python workers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+ERROR_EVENT = "error"
+
+
+def wrap(value: Any) -> dict[str, Any]:
+    return {"data": value}
+
+
+def error_item(message: str, error_type: Any = None) -> dict[str, Any]:
+    """An in-stream error, in the ``DynamoError`` shape Dynamo >= 1.2 emits."""
+    return {
+        "event": ERROR_EVENT,
+        "error": {"error_type": error_type or {"Backend": "Unknown"}, "message": message},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Unwrapped:
+    data: Any
+    error: str | None
+
+
+def unwrap(item: Any) -> Unwrapped:
+    """Split an annotated item into its value or its error message.
+
+    Accepts both the ``error`` object (Dynamo >= 1.2) and the older
+    ``event: "error"`` plus ``comment`` list.
+    """
+    if not isinstance(item, dict):
+        return Unwrapped(item, None)
+    if item.get("event") == ERROR_EVENT or ("error" in item and item.get("error") is not None):
+        error = item.get("error")
+        if isinstance(error, dict):
+            message = str(error.get("message") or error)
+        elif error is not None:
+            message = str(error)
+        else:
+            comments = item.get("comment") or []
+            message = "; ".join(str(c) for c in comments) if comments else "worker reported an error"
+        return Unwrapped(None, message)
+    return Unwrapped(item.get("data"), None)

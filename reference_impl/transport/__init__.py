@@ -1,0 +1,1 @@
+"""asyncio transports: Protocol subclasses driving the sans-IO codecs."""

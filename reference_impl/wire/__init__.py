@@ -1,0 +1,1 @@
+"""Byte-level codecs. Sans-IO: nothing here touches a socket."""

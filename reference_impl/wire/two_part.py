@@ -1,0 +1,187 @@
+"""Sans-IO two-part codec: ``u64 header_len | u64 body_len | u64 checksum | header | body``.
+
+All integers are big-endian.  A frame has no magic number or type byte; its
+kind follows from which parts are empty.  The checksum is XXH3-64 (seed 0)
+of ``header || body``; Dynamo release builds write 0, and 0 is always
+accepted.  A size limit is enforced from the 24-byte prelude alone, so an
+oversized declaration fails before any of its body is buffered.
+
+The decoder never does I/O: feed it bytes in any chunking and pull messages.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from reference_impl.errors import ChecksumMismatch, FrameTooLarge, TruncatedFrame
+from reference_impl.wire.checksum import xxh3_64
+
+PRELUDE = struct.Struct(">QQQ")
+PRELUDE_SIZE = PRELUDE.size  # 24
+U64_MAX = (1 << 64) - 1
+
+# Dynamo's TwoPartCodec::default() is unlimited; an unbounded buffer is not an
+# option for a server exposed to arbitrary peers, so the reference bounds it.
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+
+
+class MessageKind(enum.Enum):
+    HEADER_ONLY = "header_only"  # control messages
+    DATA_ONLY = "data_only"  # response items
+    HEADER_AND_DATA = "header_and_data"  # request envelope
+    EMPTY = "empty"
+
+
+class TwoPartMessage(NamedTuple):
+    header: bytes = b""
+    data: bytes = b""
+
+    @property
+    def kind(self) -> MessageKind:
+        if self.header:
+            return MessageKind.HEADER_AND_DATA if self.data else MessageKind.HEADER_ONLY
+        return MessageKind.DATA_ONLY if self.data else MessageKind.EMPTY
+
+    @property
+    def wire_size(self) -> int:
+        return PRELUDE_SIZE + len(self.header) + len(self.data)
+
+
+def frame_size(header_len: int, body_len: int) -> int:
+    return PRELUDE_SIZE + header_len + body_len
+
+
+def encode(
+    header: bytes = b"",
+    data: bytes = b"",
+    *,
+    write_checksum: bool = False,
+    max_message_size: int | None = None,
+) -> bytes:
+    """Encode one frame; the checksum is 0 unless ``write_checksum``."""
+    header_len = len(header)
+    body_len = len(data)
+    if max_message_size is not None:
+        total = PRELUDE_SIZE + header_len + body_len
+        if total > max_message_size:
+            raise FrameTooLarge(total, max_message_size)
+    checksum = xxh3_64(header, data) if write_checksum else 0
+    return PRELUDE.pack(header_len, body_len, checksum) + header + data
+
+
+def encode_message(message: TwoPartMessage, *, write_checksum: bool = False) -> bytes:
+    return encode(message.header, message.data, write_checksum=write_checksum)
+
+
+class TwoPartDecoder:
+    """Incremental decoder.
+
+    ``feed()`` bytes, then call ``next_message()`` until it returns ``None``
+    (need more bytes).  A wire error is raised once and then remembered: the
+    decoder is poisoned, as a connection that sent a bad frame cannot be
+    resynchronised (there is no frame marker to find).
+    """
+
+    __slots__ = ("_buf", "_error", "_max", "_pos", "_verify")
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        verify_checksum: bool = False,
+    ) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+        self._max = max_message_size
+        self._verify = verify_checksum
+        self._error: Exception | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as a message."""
+        return len(self._buf) - self._pos
+
+    @property
+    def error(self) -> Exception | None:
+        return self._error
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if self._error is not None:
+            raise self._error
+        self._buf += data
+
+    def next_message(self) -> TwoPartMessage | None:
+        if self._error is not None:
+            raise self._error
+        buf = self._buf
+        pos = self._pos
+        end_of_buffer = len(buf)
+        if end_of_buffer - pos < PRELUDE_SIZE:
+            return None
+        header_len, body_len, checksum = PRELUDE.unpack_from(buf, pos)
+        total = PRELUDE_SIZE + header_len + body_len
+        limit = self._max
+        if limit is not None and total > limit:
+            self._error = FrameTooLarge(total, limit)
+            raise self._error
+        if end_of_buffer - pos < total:
+            return None
+        start = pos + PRELUDE_SIZE
+        middle = start + header_len
+        end = middle + body_len
+        message = TwoPartMessage(bytes(buf[start:middle]), bytes(buf[middle:end]))
+        if end == end_of_buffer:
+            buf.clear()
+            self._pos = 0
+        elif end > 65536 and end * 2 > end_of_buffer:
+            del buf[:end]
+            self._pos = 0
+        else:
+            self._pos = end
+        if self._verify and checksum != 0:
+            actual = xxh3_64(message.header, message.data)
+            if actual != checksum:
+                self._error = ChecksumMismatch(checksum, actual)
+                raise self._error
+        return message
+
+    def __iter__(self) -> Iterator[TwoPartMessage]:
+        while (message := self.next_message()) is not None:
+            yield message
+
+    def peek_prelude(self) -> tuple[int, int, int] | None:
+        """``(header_len, body_len, checksum)`` of the next frame, once its prelude is in."""
+        if self.buffered < PRELUDE_SIZE:
+            return None
+        header_len, body_len, checksum = PRELUDE.unpack_from(self._buf, self._pos)
+        return header_len, body_len, checksum
+
+    def pending_frame_size(self) -> int | None:
+        """Declared size of the partially received frame, if its prelude is in."""
+        prelude = self.peek_prelude()
+        return None if prelude is None else PRELUDE_SIZE + prelude[0] + prelude[1]
+
+    def feed_eof(self) -> None:
+        """Declare the end of the byte stream; raises if it cut a frame short."""
+        if self._error is not None:
+            raise self._error
+        if self.buffered:
+            self._error = TruncatedFrame(self.buffered, self.pending_frame_size())
+            raise self._error
+
+
+def decode_all(
+    data: bytes,
+    *,
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+    verify_checksum: bool = False,
+) -> list[TwoPartMessage]:
+    """Decode a complete byte string that must hold whole frames only."""
+    decoder = TwoPartDecoder(max_message_size=max_message_size, verify_checksum=verify_checksum)
+    decoder.feed(data)
+    messages = list(decoder)
+    decoder.feed_eof()
+    return messages

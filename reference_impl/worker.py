@@ -1,0 +1,311 @@
+"""A worker: serves handlers on a request plane and streams responses home.
+
+Life of a request: the plane server asks :meth:`Worker.offer` to admit it
+(the answer becomes the ACK), then a task decodes the envelope, dials the
+caller, runs the handler and streams its items.  Failures the caller can
+hear about (bad body, handler failure) go back over the stream; failures it
+cannot (no usable call-home address) are logged and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reference_impl.admission import Admission
+from reference_impl.context import RequestContext
+from reference_impl.discovery.file_store import FileDiscovery, Registration
+from reference_impl.discovery.records import InstanceRecord
+from reference_impl.errors import MalformedMessage, TransportError
+from reference_impl.protocol import ack, annotated
+from reference_impl.protocol.envelope import RequestEnvelope, parse_envelope
+from reference_impl.protocol.payload_codec import PayloadCodec
+from reference_impl.routing import NAME_PATTERN, EndpointId
+from reference_impl.transport.callhome_client import CallHomeConnection, dial_caller
+from reference_impl.transport.plane import Advertisement, PlaneServer
+from reference_impl.wire.request_frame import DEFAULT_MAX_MESSAGE_SIZE
+
+log = logging.getLogger(__name__)
+
+HandlerResult = AsyncIterator[Any] | Awaitable[AsyncIterator[Any]]
+Handler = Callable[[Any, RequestContext], HandlerResult]
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+@dataclass
+class WorkerConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+    codec: PayloadCodec = PayloadCodec.MSGPACK
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    max_concurrency: int = 10_000
+    queue_size: int = 40_000
+    callhome_connect_timeout: float = 5.0
+    fin_wait: float = 10.0
+    annotated: bool = True
+    write_checksum: bool = False
+    plane_options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> WorkerConfig:
+        """Read the same variables a Dynamo worker reads, where they apply."""
+        codec = os.environ.get("DYN_REQUEST_PLANE_CODEC", "msgpack").strip().lower()
+        return cls(
+            host=os.environ.get("DYN_TCP_RPC_HOST") or "127.0.0.1",
+            port=_env_int("DYN_TCP_RPC_PORT", 0),
+            codec=PayloadCodec.JSON if codec == "json" else PayloadCodec.MSGPACK,
+            max_message_size=_env_int("DYN_TCP_MAX_MESSAGE_SIZE", DEFAULT_MAX_MESSAGE_SIZE),
+            max_concurrency=_env_int("DYN_TCP_WORKER_POOL_SIZE", 10_000),
+            queue_size=_env_int("DYN_TCP_WORK_QUEUE_SIZE", 40_000),
+        )
+
+
+@dataclass
+class _Endpoint:
+    id: EndpointId
+    handler: Handler
+    advertisement: Advertisement | None = None
+
+
+class Worker:
+    """Serves the endpoints of one component instance on one request plane."""
+
+    def __init__(
+        self,
+        namespace: str,
+        component: str,
+        *,
+        plane: str = "tcp",
+        discovery: FileDiscovery | None = None,
+        config: WorkerConfig | None = None,
+        instance_id: int | None = None,
+    ) -> None:
+        for name in (namespace, component):
+            if not NAME_PATTERN.match(name):
+                raise ValueError(f"invalid name {name!r}: use [a-z0-9_-]")
+        self.namespace = namespace
+        self.component = component
+        self.plane = plane
+        self.config = config or WorkerConfig()
+        self.discovery = discovery or FileDiscovery()
+        self.instance_id = instance_id if instance_id is not None else secrets.randbits(64)
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._routes: dict[tuple[str, str], _Endpoint] = {}
+        self._admission = Admission(self.config.max_concurrency, self.config.queue_size)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: PlaneServer | None = None
+        self._registration: Registration | None = None
+        self._stopping = False
+        self.failures: list[str] = []  # requests that could not be answered at all
+
+    # -- set-up -------------------------------------------------------------------
+
+    def serve(self, endpoint: str, handler: Handler) -> None:
+        if not NAME_PATTERN.match(endpoint):
+            raise ValueError(f"invalid endpoint name {endpoint!r}: use [a-z0-9_-]")
+        self._endpoints[endpoint] = _Endpoint(EndpointId(self.namespace, self.component, endpoint), handler)
+
+    async def start(self) -> None:
+        from reference_impl.planes import make_plane_server
+
+        self._server = make_plane_server(self.plane, self, self.config)
+        await self._server.start()
+        records = []
+        for endpoint in self._endpoints.values():
+            endpoint.advertisement = self._server.advertise(endpoint.id, self.instance_id)
+            self._routes[(self.plane, endpoint.advertisement.route_key)] = endpoint
+            records.append(self._record(endpoint))
+        self._registration = Registration(self.discovery, records)
+        self._registration.start()
+        log.info("worker %x serving %s on %s", self.instance_id, sorted(self._endpoints), self.plane)
+
+    def _record(self, endpoint: _Endpoint) -> InstanceRecord:
+        assert endpoint.advertisement is not None
+        return InstanceRecord(
+            namespace=self.namespace,
+            component=self.component,
+            endpoint=endpoint.id.endpoint,
+            instance_id=self.instance_id,
+            transport_kind=endpoint.advertisement.transport_kind,
+            transport_address=endpoint.advertisement.address,
+            device_type="cpu",
+            request_plane_codec=self.config.codec.value,
+        )
+
+    @property
+    def records(self) -> list[InstanceRecord]:
+        return list(self._registration.records) if self._registration else []
+
+    async def stop(self, *, drain_timeout: float = 5.0) -> None:
+        """Unregister, refuse new requests, let in-flight ones finish (bounded), close."""
+        self._stopping = True
+        if self._registration is not None:
+            await self._registration.stop()
+        if self._tasks:
+            _, still_running = await asyncio.wait(set(self._tasks), timeout=drain_timeout)
+            for task in still_running:
+                task.cancel()
+            if still_running:
+                await asyncio.wait(still_running, timeout=1.0)
+        if self._server is not None:
+            await self._server.close()
+
+    # -- admission (called synchronously by the plane server, before the ACK) ----
+
+    def offer(self, plane: str, route_key: str, payload: bytes, headers: Mapping[str, str]) -> str | None:
+        endpoint = self._routes.get((plane, route_key))
+        if endpoint is None:
+            return ack.unknown_endpoint(route_key)
+        if self._stopping:
+            return ack.SHUTTING_DOWN
+        if not self._admission.try_admit():
+            return ack.AT_CAPACITY
+        self._spawn(self._process(endpoint, payload, dict(headers)))
+        return None
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _process(self, endpoint: _Endpoint, payload: bytes, headers: dict[str, str]) -> None:
+        try:
+            async with self._admission.running():
+                connection = await self._answer(endpoint, payload, headers)
+        finally:
+            self._admission.release()
+        if connection is not None:
+            # Waiting for the caller's FIN must not hold a concurrency slot.
+            await connection.wait_peer_close(self.config.fin_wait)
+
+    def _fail(self, reason: str) -> None:
+        log.warning("request dropped without a response stream: %s", reason)
+        self.failures.append(reason)
+        del self.failures[:-100]
+
+    # -- one request ---------------------------------------------------------------
+
+    async def _answer(self, endpoint: _Endpoint, payload: bytes, headers: dict[str, str]) -> CallHomeConnection | None:
+        """Run one request; return the connection when it ended with a sentinel."""
+        try:
+            envelope = parse_envelope(payload, max_message_size=None)
+            callhome = envelope.callhome()
+            codec = envelope.control.codec
+        except MalformedMessage as exc:
+            self._fail(f"{endpoint.id}: {exc}")
+            return None
+        context = RequestContext(envelope.control.id, headers, envelope.control.metadata)
+        try:
+            connection = await dial_caller(
+                callhome.address,
+                callhome.subject,
+                codec,
+                context.cancel,
+                connect_timeout=self.config.callhome_connect_timeout,
+                write_checksum=self.config.write_checksum,
+            )
+        except TransportError as exc:
+            self._fail(f"{endpoint.id} request {context.id()}: {exc}")
+            return None
+        try:
+            finished = await self._stream(endpoint, envelope, context, connection)
+        except TransportError as exc:
+            log.info("request %s: caller went away: %s", context.id(), exc)
+            context.kill()
+            connection.abort()
+            return None
+        if not finished:
+            connection.close()
+            return None
+        return connection
+
+    async def _stream(
+        self, endpoint: _Endpoint, envelope: RequestEnvelope, context: RequestContext, connection: CallHomeConnection
+    ) -> bool:
+        """Prologue, items, final, sentinel.  False when cancelled by the caller."""
+        try:
+            request = envelope.decode_body()
+        except MalformedMessage as exc:
+            await connection.send(connection.stream.prologue(error=f"cannot decode request body: {exc}"))
+            await connection.send(connection.stream.sentinel())
+            return True
+        try:
+            items = await _start_handler(endpoint.handler, request, context)
+        except Exception as exc:  # the handler refused the request: a prologue error
+            await connection.send(connection.stream.prologue(error=f"{type(exc).__name__}: {exc}"))
+            await connection.send(connection.stream.sentinel())
+            return True
+        await connection.send(connection.stream.prologue())
+        pump = asyncio.ensure_future(self._pump(items, connection))
+        cancel_watch = asyncio.ensure_future(context.async_killed_or_stopped())
+        try:
+            await asyncio.wait({pump, cancel_watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cancel_watch.cancel()
+        if not pump.done():
+            # "stop" or "kill": the handler is interrupted and nothing more is sent.
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+            return False
+        pump.result()  # re-raises TransportError from a failed write
+        if context.is_stopped():
+            return False
+        await connection.send(connection.stream.final())
+        await connection.send(connection.stream.sentinel())
+        return True
+
+    async def _pump(self, items: AsyncIterator[Any], connection: CallHomeConnection) -> None:
+        wrap = self.config.annotated
+        try:
+            while True:
+                try:
+                    item = await items.__anext__()
+                except StopAsyncIteration:
+                    return
+                except (asyncio.CancelledError, TransportError):
+                    raise
+                except Exception as exc:  # a failure mid-stream is an in-stream error item
+                    await connection.send_item(annotated.error_item(f"{type(exc).__name__}: {exc}"))
+                    return
+                if wrap:
+                    item = annotated.wrap(item)
+                elif item is None:
+                    await connection.send_item(
+                        annotated.error_item("handler yielded None, which a stream cannot carry")
+                    )
+                    return
+                await connection.send_item(item)
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:
+                    log.debug("handler raised while closing", exc_info=True)
+
+
+async def _start_handler(handler: Handler, request: Any, context: RequestContext) -> AsyncIterator[Any]:
+    """Call the handler: an async generator, or a coroutine returning an async iterable."""
+    result: Any = handler(request, context)
+    if inspect.isawaitable(result):
+        result = await result
+    if hasattr(result, "__aiter__"):
+        return result.__aiter__()
+    if hasattr(result, "__iter__"):
+        return _from_sync(result)
+    raise TypeError(f"handler returned {type(result).__name__}, not an async iterable")
+
+
+async def _from_sync(values: Any) -> AsyncIterator[Any]:
+    for value in values:
+        yield value
