@@ -54,6 +54,9 @@ class CallerConfig:
     callhome_timeout: float | None = 60.0
     annotated: bool = True
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_request_timeout: float = 10.0  # async-nats' default, which Dynamo keeps
+    http_version: str = "h2"  # "h2" (prior knowledge, multiplexed) or "http/1.1" (what Dynamo's caller speaks)
 
     @classmethod
     def from_env(cls) -> CallerConfig:
@@ -64,6 +67,8 @@ class CallerConfig:
             connect_timeout=_env_float("DYN_TCP_CONNECT_TIMEOUT", 5.0) or 5.0,
             callhome_timeout=_env_float("RP_CALLHOME_TIMEOUT", 60.0),
             max_message_size=int(os.environ.get("DYN_TCP_MAX_MESSAGE_SIZE") or DEFAULT_MAX_MESSAGE_SIZE),
+            nats_url=os.environ.get("NATS_SERVER") or "nats://127.0.0.1:4222",
+            http_version=os.environ.get("RP_HTTP_VERSION") or "h2",
         )
 
 

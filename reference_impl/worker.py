@@ -15,7 +15,7 @@ import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from reference_impl.admission import Admission
@@ -54,7 +54,11 @@ class WorkerConfig:
     fin_wait: float = 10.0
     annotated: bool = True
     write_checksum: bool = False
-    plane_options: dict[str, Any] = field(default_factory=dict)
+    nats_url: str = "nats://127.0.0.1:4222"
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+    http_root: str = "/v1/rpc"
+    http_body_limit: int = 2 * 1024 * 1024  # Dynamo's HTTP plane: axum's default body limit
 
     @classmethod
     def from_env(cls) -> WorkerConfig:
@@ -67,6 +71,11 @@ class WorkerConfig:
             max_message_size=_env_int("DYN_TCP_MAX_MESSAGE_SIZE", DEFAULT_MAX_MESSAGE_SIZE),
             max_concurrency=_env_int("DYN_TCP_WORKER_POOL_SIZE", 10_000),
             queue_size=_env_int("DYN_TCP_WORK_QUEUE_SIZE", 40_000),
+            nats_url=os.environ.get("NATS_SERVER") or "nats://127.0.0.1:4222",
+            http_host=os.environ.get("DYN_HTTP_RPC_HOST") or "127.0.0.1",
+            http_port=_env_int("DYN_HTTP_RPC_PORT", 0),
+            http_root=os.environ.get("DYN_HTTP_RPC_ROOT_PATH") or "/v1/rpc",
+            http_body_limit=_env_int("RP_HTTP_BODY_LIMIT", 2 * 1024 * 1024),
         )
 
 
