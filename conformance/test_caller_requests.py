@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import pytest
 
 from fixtures.probes.probe_worker import ProbeWorker
 from fixtures.roles import CallerUnderTest
+from reference_impl.discovery.records import InstanceRecord
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.routing import parse_tcp_transport
 from reference_impl.wire.checksum import xxh3_64
@@ -17,16 +19,22 @@ from reference_impl.wire.two_part import PRELUDE
 REJECTION_KINDS = {"unavailable", "overloaded", "rejected"}
 
 
+def expected_route(record: InstanceRecord) -> str:
+    """Where a caller must send a request for ``record``: the TCP path or the NATS subject."""
+    if record.plane == "tcp":
+        return parse_tcp_transport(record.transport_address).path
+    return record.transport_address
+
+
 @pytest.mark.req("TCP-CALLER-FRAME", "ENV-CONTROL", "DISC-CALLER-FINDS", "TP-LAYOUT")
-async def test_request_frame_and_envelope_are_well_formed(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
+async def test_request_and_envelope_are_well_formed(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
     request = {"text": "hello", "n": 2}
     answer = await impl_caller.call(probe_worker.endpoint("echo"), request)
     assert answer["outcome"] == "complete", answer
     assert answer["items"] == [request]
     (received,) = await probe_worker.wait_for_requests(1)
-    record = probe_worker.record("echo")
-    assert received.frame.path.decode() == parse_tcp_transport(record.transport_address).path
-    assert received.headers is not None, f"headers are not a JSON string map: {received.frame.headers_raw[:200]!r}"
+    assert received.frame.path.decode() == expected_route(probe_worker.record("echo"))
+    assert received.headers is not None, f"headers are not a string map: {received.frame.headers_raw[:200]!r}"
     assert received.envelope is not None, f"payload is not a request envelope: {received.envelope_error}"
     header_len, body_len, _ = PRELUDE.unpack_from(received.frame.payload)
     assert header_len > 0 and body_len > 0, "the envelope must be a header-and-data frame"
@@ -41,15 +49,16 @@ async def test_request_frame_and_envelope_are_well_formed(impl_caller: CallerUnd
     assert received.body == request
 
 
-@pytest.mark.req("TCP-CALLER-HEADERS")
-async def test_request_headers_carry_id_path_and_send_time(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
+@pytest.mark.req("CALLER-HEADERS")
+async def test_request_headers_carry_id_and_send_time(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
     before_ns = time.time_ns()
     answer = await impl_caller.call(probe_worker.endpoint("echo"), {"h": 1})
     assert answer["outcome"] == "complete", answer
     (received,) = await probe_worker.wait_for_requests(1)
     assert received.headers is not None and received.envelope is not None
     assert received.headers.get("request-id") == received.envelope.control.id
-    assert received.headers.get("x-endpoint-path") == received.frame.path.decode()
+    if impl_caller.plane == "tcp":
+        assert received.headers.get("x-endpoint-path") == received.frame.path.decode()
     sent_ns = int(received.headers.get("x-frontend-send-ts-ns", "-1"))
     assert abs(sent_ns - before_ns) < 60 * 10**9, f"x-frontend-send-ts-ns {sent_ns} is not a wall-clock time in ns"
 
@@ -72,14 +81,13 @@ async def test_request_envelope_checksum_is_zero_or_xxh3(impl_caller: CallerUnde
     ids=["advertises-msgpack", "advertises-json", "advertises-nothing"],
 )
 async def test_body_uses_the_codec_the_worker_advertises(
-    impl_caller: CallerUnderTest, codec: PayloadCodec, advertise: bool, expected: str
+    impl_caller: CallerUnderTest,
+    make_probe_worker: Callable[..., ProbeWorker],
+    codec: PayloadCodec,
+    advertise: bool,
+    expected: str,
 ):
-    worker = ProbeWorker(
-        impl_caller.discovery,
-        component=f"codec-{expected}-{int(advertise)}-{time.monotonic_ns()}",
-        codec=codec,
-        advertise_codec=advertise,
-    )
+    worker = make_probe_worker(impl_caller.discovery, codec=codec, advertise_codec=advertise)
     await worker.start()
     try:
         answer = await impl_caller.call(worker.endpoint("echo"), {"codec": expected})
@@ -94,11 +102,11 @@ async def test_body_uses_the_codec_the_worker_advertises(
 
 
 @pytest.mark.req("DISC-CALLER-FINDS")
-async def test_records_with_unknown_fields_are_still_used(impl_caller: CallerUnderTest):
-    worker = ProbeWorker(
-        impl_caller.discovery,
-        component=f"extra-{time.monotonic_ns()}",
-        extra_record_fields={"x_future_field": {"nested": [1, 2]}, "zz": "unknown"},
+async def test_records_with_unknown_fields_are_still_used(
+    impl_caller: CallerUnderTest, make_probe_worker: Callable[..., ProbeWorker]
+):
+    worker = make_probe_worker(
+        impl_caller.discovery, extra_record_fields={"x_future_field": {"nested": [1, 2]}, "zz": "unknown"}
     )
     await worker.start()
     try:
@@ -108,7 +116,16 @@ async def test_records_with_unknown_fields_are_still_used(impl_caller: CallerUnd
     assert answer["outcome"] == "complete" and [i["seq"] for i in answer["items"]] == [0, 1], answer
 
 
+@pytest.mark.req("CALLER-UNREACHABLE")
+async def test_an_unreachable_worker_fails_the_call_promptly(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
+    """The record exists but nothing serves it: closed port (TCP), no responders (NATS)."""
+    answer = await impl_caller.call(probe_worker.endpoint("absent"), {"n": 1}, deadline=20.0)
+    assert answer["outcome"] == "error", f"a call to nobody did not fail: {answer}"
+    assert answer["elapsed_s"] < 12.0, f"took {answer['elapsed_s']:.1f}s to give up on an unreachable worker"
+
+
 @pytest.mark.req("TCP-CALLER-REJECT")
+@pytest.mark.planes("tcp")
 @pytest.mark.parametrize("behaviour", ["reject_unavailable", "reject_overloaded"])
 async def test_rejection_acks_fail_the_call_at_once(
     impl_caller: CallerUnderTest, probe_worker: ProbeWorker, behaviour: str
@@ -120,12 +137,13 @@ async def test_rejection_acks_fail_the_call_at_once(
 
 
 @pytest.mark.req("TCP-CALLER-REJECT-OTHER")
+@pytest.mark.planes("tcp")
 async def test_other_non_empty_acks_fail_the_call(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
     answer = await impl_caller.call(probe_worker.endpoint("reject_other"), {"n": 1}, deadline=6.0)
     assert answer["outcome"] == "error", f"a non-empty ACK was taken as success: {answer}"
 
 
-@pytest.mark.req("TCP-CALLER-ACK-TIMEOUT")
+@pytest.mark.req("CALLER-ACK-TIMEOUT")
 async def test_a_missing_ack_fails_the_call(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
     answer = await impl_caller.call(probe_worker.endpoint("no_ack"), {"n": 1}, deadline=20.0)
     assert answer["outcome"] == "error", f"no bounded wait for the ACK: {answer}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,8 +24,10 @@ async def test_every_item_arrives_in_order(impl_caller: CallerUnderTest, probe_w
 
 
 @pytest.mark.req("TP-CHECKSUM-VALID")
-async def test_frames_with_xxh3_checksums_are_accepted(impl_caller: CallerUnderTest):
-    worker = ProbeWorker(impl_caller.discovery, component="checksummed", write_checksum=True)
+async def test_frames_with_xxh3_checksums_are_accepted(
+    impl_caller: CallerUnderTest, make_probe_worker: Callable[..., ProbeWorker]
+):
+    worker = make_probe_worker(impl_caller.discovery, write_checksum=True)
     await worker.start()
     try:
         answer = await impl_caller.call(worker.endpoint("stream"), {"count": 5})

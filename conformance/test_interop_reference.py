@@ -9,17 +9,18 @@ from typing import Any
 import pytest
 
 from fixtures.adapters import standard_endpoints
-from fixtures.roles import CallerUnderTest, WorkerUnderTest
-from reference_impl.caller import Caller, HandlerError
+from fixtures.roles import CallerUnderTest, WorkerUnderTest, nats_url_for
+from reference_impl.caller import Caller, CallerConfig, HandlerError
 from reference_impl.discovery.file_store import FileDiscovery
-from reference_impl.worker import Worker
+from reference_impl.worker import Worker, WorkerConfig
 
 ENDPOINT = "conformance.worker.{}"
 
 
 @pytest.fixture
-async def reference_caller(impl_worker: WorkerUnderTest) -> AsyncIterator[Caller]:
-    async with Caller(FileDiscovery(impl_worker.discovery.root)) as caller:
+async def reference_caller(impl_worker: WorkerUnderTest, request: pytest.FixtureRequest) -> AsyncIterator[Caller]:
+    config = CallerConfig(nats_url=nats_url_for(request, impl_worker.plane) or CallerConfig.nats_url)
+    async with Caller(FileDiscovery(impl_worker.discovery.root), config) as caller:
         yield caller
 
 
@@ -60,8 +61,15 @@ async def test_reference_caller_cancels_the_worker(impl_worker: WorkerUnderTest,
 
 
 @pytest.fixture
-async def reference_worker(impl_caller: CallerUnderTest) -> AsyncIterator[Worker]:
-    worker = Worker("interop", "reference", discovery=FileDiscovery(impl_caller.discovery.root))
+async def reference_worker(impl_caller: CallerUnderTest, request: pytest.FixtureRequest) -> AsyncIterator[Worker]:
+    config = WorkerConfig(nats_url=nats_url_for(request, impl_caller.plane) or WorkerConfig.nats_url)
+    worker = Worker(
+        "interop",
+        "reference",
+        plane=impl_caller.plane,
+        discovery=FileDiscovery(impl_caller.discovery.root),
+        config=config,
+    )
     for name, handler in standard_endpoints.STANDARD_ENDPOINTS.items():
         worker.serve(name, handler)
     await worker.start()
@@ -70,11 +78,13 @@ async def reference_worker(impl_caller: CallerUnderTest) -> AsyncIterator[Worker
 
 
 @pytest.mark.req("INTEROP-REFERENCE")
-async def test_caller_streams_from_a_reference_worker(impl_caller: CallerUnderTest, reference_worker: Worker):
+async def test_caller_streams_from_a_reference_worker(
+    impl_caller: CallerUnderTest, reference_worker: Worker, request_size_limit: int
+):
     answer = await impl_caller.call("interop.reference.stream", {"count": 50, "size": 3})
     assert answer["outcome"] == "complete", answer
     assert [item["seq"] for item in answer["items"]] == list(range(50))
-    big = "z" * (2 * 1024 * 1024)
+    big = "z" * min(2 * 1024 * 1024, request_size_limit - 64 * 1024)
     sink = await impl_caller.call("interop.reference.sink", {"blob": big})
     assert sink["outcome"] == "complete" and sink["items"][0]["size"] == len(big), sink
 

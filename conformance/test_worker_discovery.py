@@ -48,6 +48,7 @@ async def test_record_files_are_named_by_the_escaped_key(impl_worker: WorkerUnde
 
 
 @pytest.mark.req("DISC-TCP-ADDRESS")
+@pytest.mark.planes("tcp")
 async def test_tcp_address_names_the_instance_path(impl_worker: WorkerUnderTest):
     for document in _record_files(impl_worker).values():
         address = document["transport"]["tcp"]  # type: ignore[index]

@@ -25,6 +25,7 @@ from reference_impl.protocol.messages import RequestControlMessage
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.routing import EndpointId, parse_tcp_transport
 from reference_impl.transport.callhome_server import PendingResponse, ResponseStreamServer
+from reference_impl.transport.nats_client import NatsRequestClient
 from reference_impl.transport.tcp_client import TcpRequestClient
 from reference_impl.wire.request_frame import DEFAULT_MAX_MESSAGE_SIZE
 
@@ -131,6 +132,11 @@ class Caller:
             connect_timeout=self.config.connect_timeout,
             max_message_size=self.config.max_message_size,
         )
+        self.nats = NatsRequestClient(
+            self.config.nats_url,
+            request_timeout=self.config.nats_request_timeout,
+            connect_timeout=self.config.connect_timeout,
+        )
         self._round_robin = itertools.count()
         self._started = False
 
@@ -141,6 +147,7 @@ class Caller:
 
     async def close(self) -> None:
         await self.tcp.close()
+        await self.nats.close()
         await self.callhome.close()
 
     async def __aenter__(self) -> Caller:
@@ -212,6 +219,8 @@ class Caller:
             target = parse_tcp_transport(record.transport_address)
             headers["x-endpoint-path"] = target.path
             return await self.tcp.send(target, headers, payload)
+        if plane == "nats":
+            return await self.nats.send(record.transport_address, headers, payload)
         raise TransportError(
             f"instance {record.instance_id:x} uses transport {record.transport_kind!r}, "
             "which this caller does not speak"

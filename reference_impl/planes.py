@@ -9,7 +9,7 @@ from reference_impl.transport.plane import PlaneServer, RequestSink
 if TYPE_CHECKING:
     from reference_impl.worker import WorkerConfig
 
-PLANES = ("tcp",)
+PLANES = ("tcp", "nats")
 
 
 def make_plane_server(plane: str, sink: RequestSink, config: WorkerConfig) -> PlaneServer:
@@ -17,4 +17,9 @@ def make_plane_server(plane: str, sink: RequestSink, config: WorkerConfig) -> Pl
         from reference_impl.transport.tcp_server import TcpRequestServer
 
         return TcpRequestServer(sink, config.host, config.port, max_message_size=config.max_message_size)
+    if plane == "nats":
+        from reference_impl import __version__
+        from reference_impl.transport.nats_server import NatsRequestServer
+
+        return NatsRequestServer(sink, config.nats_url, service_version=__version__)
     raise ValueError(f"unknown request plane {plane!r}; this build supports {', '.join(PLANES)}")

@@ -131,7 +131,8 @@ class Worker:
         await self._server.start()
         records = []
         for endpoint in self._endpoints.values():
-            endpoint.advertisement = self._server.advertise(endpoint.id, self.instance_id)
+            # Reachable before it is published, so no caller finds a record it cannot use.
+            endpoint.advertisement = await self._server.serve_endpoint(endpoint.id, self.instance_id)
             self._routes[(self.plane, endpoint.advertisement.route_key)] = endpoint
             records.append(self._record(endpoint))
         self._registration = Registration(self.discovery, records)

@@ -123,6 +123,9 @@ class TcpRequestServer:
         path = instance_path(endpoint, instance_id)
         return Advertisement("tcp", tcp_transport(self.host, self.port, path), path)
 
+    async def serve_endpoint(self, endpoint: EndpointId, instance_id: int) -> Advertisement:
+        return self.advertise(endpoint, instance_id)  # one listener routes every path
+
     def record_wire_error(self, reason: str) -> None:
         self.wire_errors.append(reason)
         del self.wire_errors[:-100]
