@@ -116,6 +116,7 @@ async def test_records_with_unknown_fields_are_still_used(
     assert answer["outcome"] == "complete" and [i["seq"] for i in answer["items"]] == [0, 1], answer
 
 
+@pytest.mark.robustness
 @pytest.mark.req("CALLER-UNREACHABLE")
 async def test_an_unreachable_worker_fails_the_call_promptly(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
     """The record exists but nothing serves it: closed port (TCP), no responders (NATS)."""

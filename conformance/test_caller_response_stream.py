@@ -55,6 +55,7 @@ async def test_error_item_is_reported_after_the_items_before_it(
     assert ERROR_ITEM_TEXT in answer["error"]["message"], answer["error"]
 
 
+@pytest.mark.robustness
 @pytest.mark.req("RS-CALLER-INCOMPLETE")
 @pytest.mark.parametrize("behaviour", ["truncate", "reset_mid"])
 async def test_stream_cut_before_complete_final_is_an_error(
@@ -66,6 +67,7 @@ async def test_stream_cut_before_complete_final_is_an_error(
     assert _seqs(answer) == [0, 1][: len(answer["items"])]
 
 
+@pytest.mark.robustness
 @pytest.mark.req("RS-CALLER-SENTINEL-NO-FINAL")
 async def test_sentinel_without_complete_final_is_an_error(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
     answer = await impl_caller.call(probe_worker.endpoint("sentinel_no_final"), {"count": 2}, deadline=10.0)
@@ -73,12 +75,14 @@ async def test_sentinel_without_complete_final_is_an_error(impl_caller: CallerUn
     assert answer["error"]["kind"] != "timeout"
 
 
+@pytest.mark.robustness
 @pytest.mark.req("RS-CALLER-ITEM-AFTER-FINAL")
 async def test_item_after_complete_final_is_an_error(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
     answer = await impl_caller.call(probe_worker.endpoint("item_after_final"), {}, deadline=10.0)
     assert answer["outcome"] == "error", f"data after complete_final went unnoticed: {answer}"
 
 
+@pytest.mark.robustness
 @pytest.mark.req("RS-CALLER-BAD-FRAME")
 async def test_undecodable_frame_ends_the_call_with_an_error(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
     answer = await impl_caller.call(probe_worker.endpoint("garbage_frame"), {}, deadline=15.0)

@@ -99,6 +99,7 @@ async def test_worker_at_capacity_refuses_instead_of_acknowledging(
                 probe.session.cancel()
 
 
+@pytest.mark.robustness
 @pytest.mark.req("NATS-RECONNECT")
 async def test_worker_serves_again_after_a_server_restart(
     impl_worker_factory: Callable[..., Awaitable[WorkerUnderTest]], nats_server_factory: NatsServerFactory
@@ -147,6 +148,7 @@ async def test_rejection_reply_fails_the_call(impl_caller: CallerUnderTest, prob
     assert answer["elapsed_s"] < 3.0
 
 
+@pytest.mark.robustness
 @pytest.mark.req("NATS-MAX-PAYLOAD")
 async def test_request_over_max_payload_fails_clearly(
     impl_caller_factory: Callable[..., Awaitable[CallerUnderTest]],
@@ -169,6 +171,7 @@ async def test_request_over_max_payload_fails_clearly(
     assert small["outcome"] == "complete" and small["items"] == [{"blob": "ok"}], small
 
 
+@pytest.mark.robustness
 @pytest.mark.req("NATS-RECONNECT")
 async def test_caller_reconnects_after_a_server_restart(
     impl_caller_factory: Callable[..., Awaitable[CallerUnderTest]],

@@ -108,6 +108,7 @@ async def test_unknown_endpoint_leaves_the_connection_usable(impl_worker: Worker
     assert await _stream_values(wire_client, probe) == [{"n": 1}]
 
 
+@pytest.mark.robustness
 @pytest.mark.req("TCP-INVALID-PATH")
 async def test_non_utf8_path_is_refused_with_server_unavailable(impl_worker: WorkerUnderTest, wire_client: WireClient):
     record = impl_worker.record("echo")
@@ -230,6 +231,7 @@ async def test_frame_exactly_at_the_limit_is_accepted(limited_worker: WorkerUnde
     assert values and values[0]["size"] == blob_len
 
 
+@pytest.mark.robustness
 @pytest.mark.req("TCP-SIZE-LIMIT")
 async def test_oversized_frame_is_refused_from_its_length_fields(
     limited_worker: WorkerUnderTest, wire_client: WireClient
@@ -254,6 +256,7 @@ async def test_oversized_frame_is_refused_from_its_length_fields(
         await asyncio.wait_for(asyncio.shield(probe.session), 1.0)
 
 
+@pytest.mark.robustness
 @pytest.mark.req("TCP-TRUNCATED")
 async def test_truncated_frame_is_dropped_and_the_connection_closed(
     impl_worker: WorkerUnderTest, wire_client: WireClient
@@ -285,6 +288,7 @@ async def _send_and_drop(record: InstanceRecord, data: bytes) -> None:
         connection.close()
 
 
+@pytest.mark.robustness
 @pytest.mark.req("TCP-ISOLATION", "RS-ITEMS")
 async def test_bad_connections_do_not_disturb_a_concurrent_stream(
     impl_worker: WorkerUnderTest, wire_client: WireClient

@@ -1,0 +1,249 @@
+"""Faults and bad input, against any implementation: other streams always finish intact.
+
+Run alone with ``pytest conformance/ -m robustness`` (tests of bad input
+elsewhere in the suite carry the marker too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fixtures.adapter_process import AdapterProcess, AdapterSpec
+from fixtures.plugin import BASE_ADAPTER_ENV, BUILTIN_ADAPTERS
+from fixtures.probes.probe_worker import ProbeWorker
+from fixtures.probes.wire_client import ProbeResult, RawRequestConnection, WireClient, read_until_sentinel_then_close
+from fixtures.roles import CallerUnderTest, WorkerUnderTest, nats_url_for
+from reference_impl.protocol.messages import CallHomeHandshake, ResponseStreamPrologue, encode_item
+from reference_impl.protocol.payload_codec import PayloadCodec
+from reference_impl.routing import parse_callhome_address
+from reference_impl.wire import two_part
+
+pytestmark = pytest.mark.robustness
+
+
+async def _stream_seqs(
+    wire_client: WireClient, worker: WorkerUnderTest, count: int, timeout: float = 30.0
+) -> list[int]:
+    result = await wire_client.call(worker.record("stream"), {"count": count, "size": 16}, timeout=timeout)
+    return [value["seq"] for value in result.values()]
+
+
+async def _slow_record(worker: WorkerUnderTest, tag: str, key: str, timeout: float = 5.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    record: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        record = (await worker.slow_records()).get(tag, {})
+        if record.get(key):
+            break
+        await asyncio.sleep(0.05)
+    return record
+
+
+# --- the implementation as a worker --------------------------------------------------------
+
+
+@pytest.mark.req("ROB-CALLER-GONE")
+@pytest.mark.parametrize("how", ["fin", "reset"])
+async def test_caller_vanishing_mid_stream_stops_the_handler(
+    impl_worker: WorkerUnderTest, wire_client: WireClient, how: str
+):
+    tag = f"gone-{how}-{uuid.uuid4().hex[:8]}"
+    neighbour = asyncio.ensure_future(_stream_seqs(wire_client, impl_worker, 2000))
+    record = impl_worker.record("slow")
+    probe = wire_client.prepare(record, {"tag": tag, "interval": 0.02, "count": 1000})
+    assert await wire_client.deliver(record, probe) == b""
+    session = await asyncio.wait_for(probe.session, 10.0)
+    items = 0
+    while items < 2:
+        frame = await session.next_frame(10.0)
+        assert frame is not None, "stream ended early"
+        items += frame.kind == "data_only"
+    if how == "fin":
+        session.close()
+    else:
+        session.reset()
+    handler = await _slow_record(impl_worker, tag, "ended", timeout=8.0)
+    assert handler.get("ended") and not handler.get("finished"), f"the handler kept running: {handler}"
+    assert await neighbour == list(range(2000)), "a concurrent stream was disturbed"
+
+
+def _tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and its descendants (an adapter may fork its worker)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        with contextlib.suppress(OSError):
+            for line in (Path("/proc") / str(current) / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+@pytest.mark.req("ROB-SLOW-READER")
+async def test_a_caller_that_stops_reading_gets_back_pressure(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    count, size = 40_000, 1000  # 40 MB of items the caller will not read for a while
+    assert impl_worker.adapter.pid is not None
+    record = impl_worker.record("stream")
+    probe = wire_client.prepare(record, {"count": count, "size": size})
+    baseline = _tree_rss_bytes(impl_worker.adapter.pid)
+    assert await wire_client.deliver(record, probe) == b""
+    session = await asyncio.wait_for(probe.session, 10.0)
+    session.writer.transport.pause_reading()  # type: ignore[attr-defined]
+    neighbour = await _stream_seqs(wire_client, impl_worker, 300)
+    await asyncio.sleep(3.0)
+    growth = _tree_rss_bytes(impl_worker.adapter.pid) - baseline
+    session.writer.transport.resume_reading()  # type: ignore[attr-defined]
+    transcript = await read_until_sentinel_then_close(session, 120.0)
+    seqs = [value["seq"] for value in ProbeResult(b"", transcript, probe.codec).values()]
+    assert neighbour == list(range(300)), "a concurrent stream was disturbed while one caller stalled"
+    assert growth < 24 * 1024 * 1024, f"worker memory grew by {growth / 2**20:.1f} MiB for a stalled 40 MB stream"
+    assert seqs == list(range(count)), "items lost, duplicated or reordered after back-pressure"
+
+
+@pytest.mark.req("ROB-HANDSHAKE-RESET")
+async def test_a_reset_during_the_handshake_is_survived(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    record = impl_worker.record("stream")
+    wire_client.recorder.resets_on_accept = 3
+    doomed = [wire_client.prepare(record, {"count": 5}) for _ in range(3)]
+    for probe in doomed:
+        assert await wire_client.deliver(record, probe) == b""
+    deadline = time.monotonic() + 10.0
+    while wire_client.recorder.resets_on_accept and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert wire_client.recorder.resets_on_accept == 0, "the worker never called home"
+    for probe in doomed:
+        probe.session.cancel()
+    assert await _stream_seqs(wire_client, impl_worker, 500) == list(range(500))
+
+
+@pytest.mark.req("ROB-HALF-OPEN")
+@pytest.mark.planes("tcp")
+async def test_half_open_connections_do_not_block_service(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    record = impl_worker.record("echo")
+    stalled = []
+    for _ in range(50):
+        connection = await RawRequestConnection.to(record)
+        frame = WireClient.tcp_frame(record, wire_client.prepare(record, {"never": "finished"}))
+        await connection.send(frame[: len(frame) // 2])
+        stalled.append(connection)
+    try:
+        assert await _stream_seqs(wire_client, impl_worker, 500) == list(range(500))
+    finally:
+        for connection in stalled:
+            connection.close()
+    assert (await wire_client.call(record, {"after": 1})).values() == [{"after": 1}]
+
+
+@pytest.mark.req("ROB-CONN-FLOOD")
+@pytest.mark.planes("tcp")
+async def test_a_flood_of_connections_does_not_stop_service(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    record = impl_worker.record("echo")
+    opened = await asyncio.gather(
+        *(RawRequestConnection.to(record, timeout=10.0) for _ in range(300)), return_exceptions=True
+    )
+    connections = [c for c in opened if isinstance(c, RawRequestConnection)]
+    try:
+        assert len(connections) >= 250, f"only {len(connections)} of 300 connections were accepted"
+        assert await _stream_seqs(wire_client, impl_worker, 500) == list(range(500))
+    finally:
+        for connection in connections:
+            connection.close()
+    assert (await wire_client.call(record, {"after": "flood"})).values() == [{"after": "flood"}]
+
+
+# --- the implementation as a caller ---------------------------------------------------------
+
+
+async def _intrude(address: str, subject: str, codec: PayloadCodec) -> list[asyncio.StreamWriter]:
+    """Open the stray connections a hostile or buggy worker could make."""
+    host, port = parse_callhome_address(address)
+    bogus_item = two_part.encode(data=encode_item(codec, {"data": {"seq": 999}}))
+    prologue = two_part.encode(ResponseStreamPrologue().to_json_bytes())
+    payloads = [
+        two_part.encode(CallHomeHandshake(str(uuid.uuid4())).to_json_bytes()) + prologue + bogus_item,  # unknown
+        two_part.encode(CallHomeHandshake(subject).to_json_bytes()) + prologue + bogus_item,  # duplicate subject
+        os.urandom(512),  # garbage
+        b"",  # connects and says nothing
+    ]
+    writers = []
+    for payload in payloads:
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection(host, port)
+            if payload:
+                writer.write(payload)
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+            writers.append(writer)
+    return writers
+
+
+@pytest.mark.req("ROB-CALLHOME-INTRUDERS")
+async def test_stray_call_home_connections_do_not_touch_the_real_stream(
+    impl_caller: CallerUnderTest, probe_worker: ProbeWorker
+):
+    call = asyncio.ensure_future(
+        impl_caller.call(probe_worker.endpoint("slow"), {"interval": 0.02, "count": 60}, deadline=30.0)
+    )
+    (received,) = await probe_worker.wait_for_requests(1)
+    assert received.envelope is not None
+    info = received.envelope.callhome()
+    await asyncio.sleep(0.2)  # the real stream is running
+    writers = await _intrude(info.address, info.subject, received.envelope.control.codec)
+    try:
+        answer = await call
+    finally:
+        for writer in writers:
+            writer.close()
+    assert answer["outcome"] == "complete", answer
+    assert [item["seq"] for item in answer["items"]] == list(range(60)), "items injected, lost or reordered"
+
+
+@pytest.mark.req("ROB-WORKER-DIES")
+async def test_a_worker_process_dying_mid_stream_is_an_error(
+    impl_caller: CallerUnderTest, request: pytest.FixtureRequest, tmp_path: Path
+):
+    """A real reference worker process, killed with SIGKILL while it streams."""
+    env = {**BASE_ADAPTER_ENV, "DYN_FILE_KV": str(impl_caller.discovery.root), "DYN_REQUEST_PLANE": impl_caller.plane}
+    nats_url = nats_url_for(request, impl_caller.plane)
+    if nats_url:
+        env["NATS_SERVER"] = nats_url
+    spec = AdapterSpec("reference-victim", [sys.executable, "-m", BUILTIN_ADAPTERS["reference"]])
+    victim = AdapterProcess(spec, env, tmp_path / "victim.log")
+    await victim.start()
+    try:
+        component = f"victim{uuid.uuid4().hex[:6]}"
+        await victim.request(
+            "serve", plane=impl_caller.plane, namespace="robust", component=component, endpoints=["slow"]
+        )
+        call = asyncio.ensure_future(
+            impl_caller.call(
+                f"robust.{component}.slow", {"interval": 0.02, "count": 1000, "tag": "victim"}, deadline=30.0
+            )
+        )
+        await asyncio.sleep(1.0)
+        assert victim.pid is not None
+        os.kill(victim.pid, signal.SIGKILL)
+        answer = await call
+    finally:
+        await victim.stop()
+    seqs = [item["seq"] for item in answer["items"]]
+    assert answer["outcome"] == "error", f"a stream cut by a dead worker was presented as complete: {answer}"
+    assert answer["error"]["kind"] != "timeout", "the caller hung after the worker died"
+    assert seqs == list(range(len(seqs))) and 0 < len(seqs) < 1000, f"not a gap-free prefix: {seqs[:5]}..."
