@@ -217,9 +217,9 @@ async def test_stray_call_home_connections_do_not_touch_the_real_stream(
 
 @pytest.mark.req("ROB-WORKER-DIES")
 async def test_a_worker_process_dying_mid_stream_is_an_error(
-    impl_caller: CallerUnderTest, request: pytest.FixtureRequest, tmp_path: Path
+    impl_caller: CallerUnderTest, probe_worker: ProbeWorker, request: pytest.FixtureRequest, tmp_path: Path
 ):
-    """A real reference worker process, killed with SIGKILL while it streams."""
+    """A real reference worker process, killed with SIGKILL while it streams; another stream goes on."""
     env = {**BASE_ADAPTER_ENV, "DYN_FILE_KV": str(impl_caller.discovery.root), "DYN_REQUEST_PLANE": impl_caller.plane}
     nats_url = nats_url_for(request, impl_caller.plane)
     if nats_url:
@@ -237,12 +237,19 @@ async def test_a_worker_process_dying_mid_stream_is_an_error(
                 f"robust.{component}.slow", {"interval": 0.02, "count": 1000, "tag": "victim"}, deadline=30.0
             )
         )
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.4)  # the victim streams; now a second stream, from a live worker
+        neighbour = asyncio.ensure_future(
+            impl_caller.call(probe_worker.endpoint("slow"), {"interval": 0.005, "count": 400}, deadline=30.0)
+        )
+        await asyncio.sleep(0.6)
         assert victim.pid is not None
         os.kill(victim.pid, signal.SIGKILL)
         answer = await call
+        other = await neighbour
     finally:
         await victim.stop()
+    assert other["outcome"] == "complete", f"a stream from a live worker was disturbed: {other}"
+    assert [item["seq"] for item in other["items"]] == list(range(400)), "items of a live stream lost or reordered"
     seqs = [item["seq"] for item in answer["items"]]
     assert answer["outcome"] == "error", f"a stream cut by a dead worker was presented as complete: {answer}"
     assert answer["error"]["kind"] != "timeout", "the caller hung after the worker died"
