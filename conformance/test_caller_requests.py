@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -20,9 +21,11 @@ REJECTION_KINDS = {"unavailable", "overloaded", "rejected"}
 
 
 def expected_route(record: InstanceRecord) -> str:
-    """Where a caller must send a request for ``record``: the TCP path or the NATS subject."""
+    """Where a caller must send a request for ``record``: the TCP path, the URL's path or the NATS subject."""
     if record.plane == "tcp":
         return parse_tcp_transport(record.transport_address).path
+    if record.plane == "http":
+        return urlsplit(record.transport_address).path
     return record.transport_address
 
 

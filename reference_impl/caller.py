@@ -25,6 +25,7 @@ from reference_impl.protocol.messages import RequestControlMessage
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.routing import EndpointId, parse_tcp_transport
 from reference_impl.transport.callhome_server import PendingResponse, ResponseStreamServer
+from reference_impl.transport.http_client import HttpRequestClient
 from reference_impl.transport.nats_client import NatsRequestClient
 from reference_impl.transport.tcp_client import TcpRequestClient
 from reference_impl.wire.request_frame import DEFAULT_MAX_MESSAGE_SIZE
@@ -58,6 +59,7 @@ class CallerConfig:
     nats_url: str = "nats://127.0.0.1:4222"
     nats_request_timeout: float = 10.0  # async-nats' default, which Dynamo keeps
     http_version: str = "h2"  # "h2" (prior knowledge, multiplexed) or "http/1.1" (what Dynamo's caller speaks)
+    http_request_timeout: float = 5.0  # DYN_HTTP_REQUEST_TIMEOUT: the whole POST, up to its answer
 
     @classmethod
     def from_env(cls) -> CallerConfig:
@@ -70,6 +72,7 @@ class CallerConfig:
             max_message_size=int(os.environ.get("DYN_TCP_MAX_MESSAGE_SIZE") or DEFAULT_MAX_MESSAGE_SIZE),
             nats_url=os.environ.get("NATS_SERVER") or "nats://127.0.0.1:4222",
             http_version=os.environ.get("RP_HTTP_VERSION") or "h2",
+            http_request_timeout=_env_float("DYN_HTTP_REQUEST_TIMEOUT", 5.0) or 5.0,
         )
 
 
@@ -137,6 +140,11 @@ class Caller:
             request_timeout=self.config.nats_request_timeout,
             connect_timeout=self.config.connect_timeout,
         )
+        self.http = HttpRequestClient(
+            version=self.config.http_version,
+            request_timeout=self.config.http_request_timeout,
+            connect_timeout=self.config.connect_timeout,
+        )
         self._round_robin = itertools.count()
         self._started = False
 
@@ -148,6 +156,7 @@ class Caller:
     async def close(self) -> None:
         await self.tcp.close()
         await self.nats.close()
+        await self.http.close()
         await self.callhome.close()
 
     async def __aenter__(self) -> Caller:
@@ -221,6 +230,8 @@ class Caller:
             return await self.tcp.send(target, headers, payload)
         if plane == "nats":
             return await self.nats.send(record.transport_address, headers, payload)
+        if plane == "http":
+            return await self.http.send(record.transport_address, headers, payload)
         raise TransportError(
             f"instance {record.instance_id:x} uses transport {record.transport_kind!r}, "
             "which this caller does not speak"

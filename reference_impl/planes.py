@@ -9,7 +9,7 @@ from reference_impl.transport.plane import PlaneServer, RequestSink
 if TYPE_CHECKING:
     from reference_impl.worker import WorkerConfig
 
-PLANES = ("tcp", "nats")
+PLANES = ("tcp", "nats", "http")
 
 
 def make_plane_server(plane: str, sink: RequestSink, config: WorkerConfig) -> PlaneServer:
@@ -22,4 +22,10 @@ def make_plane_server(plane: str, sink: RequestSink, config: WorkerConfig) -> Pl
         from reference_impl.transport.nats_server import NatsRequestServer
 
         return NatsRequestServer(sink, config.nats_url, service_version=__version__)
+    if plane == "http":
+        from reference_impl.transport.http_server import HttpRequestServer
+
+        return HttpRequestServer(
+            sink, config.http_host, config.http_port, root=config.http_root, body_limit=config.http_body_limit
+        )
     raise ValueError(f"unknown request plane {plane!r}; this build supports {', '.join(PLANES)}")

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from fixtures.report import TestOutcome, build_verdicts, summarize
 from fixtures.requirements import REQUIREMENTS_FILE, load_requirements, render_markdown
 
 pytest_plugins = ["pytester"]
@@ -102,6 +103,35 @@ def test_skipped():
 """
     _, document, _ = _run(pytester, source)
     assert _verdicts(document)["TCP-ACK-EMPTY"] == "not-run"
+
+
+def test_a_test_that_rules_itself_out_is_not_applicable_and_not_a_pass(pytester: pytest.Pytester) -> None:
+    source = """
+import pytest
+
+@pytest.mark.req("TCP-ACK-EMPTY")
+def test_ruled_out():
+    pytest.skip("not applicable: this implementation has no such plane")
+"""
+    _, document, junit = _run(pytester, source)
+    assert _verdicts(document)["TCP-ACK-EMPTY"] == "not-applicable"
+    assert document["summary"]["MUST"]["pass"] == 0
+    case = junit.find("testcase[@name='TCP-ACK-EMPTY']/skipped")
+    assert case is not None and case.get("message", "").startswith("not-applicable")
+
+
+def test_certification_leaves_out_what_does_not_apply_and_names_its_scope() -> None:
+    requirements = {rid: r for rid, r in load_requirements().items() if rid in ("TCP-ACK-EMPTY", "HTTP-ACK-202")}
+    assert len(requirements) == 2
+    outcomes = [
+        TestOutcome("t::tcp", ("TCP-ACK-EMPTY",), "worker", "tcp", "passed"),
+        TestOutcome("t::http", ("HTTP-ACK-202",), "worker", "http", "not-applicable", "not applicable: no http"),
+    ]
+    summary = summarize(build_verdicts(requirements, outcomes))
+    assert summary["certified"] is True
+    assert summary["covers"] == {"planes": ["tcp"], "roles": ["worker"]}
+    unrun = [*outcomes[:1], TestOutcome("t::http", ("HTTP-ACK-202",), "worker", "http", "deselected", "-k")]
+    assert summarize(build_verdicts(requirements, unrun))["certified"] is False
 
 
 def test_citing_an_unknown_requirement_is_a_usage_error(pytester: pytest.Pytester) -> None:

@@ -41,14 +41,26 @@ def unwrap(item: Any) -> Unwrapped:
     """
     if not isinstance(item, dict):
         return Unwrapped(item, None)
-    if item.get("event") == ERROR_EVENT or ("error" in item and item.get("error") is not None):
-        error = item.get("error")
-        if isinstance(error, dict):
-            message = str(error.get("message") or error)
-        elif error is not None:
-            message = str(error)
-        else:
-            comments = item.get("comment") or []
-            message = "; ".join(str(c) for c in comments) if comments else "worker reported an error"
-        return Unwrapped(None, message)
+    if item.get("event") == ERROR_EVENT or item.get("error") is not None:
+        return Unwrapped(None, _error_message(item))
     return Unwrapped(item.get("data"), None)
+
+
+def _error_message(item: dict[Any, Any]) -> str:
+    """The peer chooses what an error item holds: any shape gives a non-empty message, never an exception."""
+    error = item.get("error")
+    if isinstance(error, dict):
+        message = _text(error.get("message") or error)
+    elif error is not None:
+        message = _text(error)
+    else:
+        comments = item.get("comment")
+        message = "; ".join(map(_text, comments)) if isinstance(comments, list) else _text(comments or "")
+    return message or "worker reported an error"
+
+
+def _text(value: Any) -> str:
+    try:
+        return str(value)
+    except RecursionError:  # msgpack nests deeper than repr() can follow
+        return f"<{type(value).__name__} nested too deeply to show>"

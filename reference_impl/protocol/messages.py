@@ -35,7 +35,28 @@ def load_json_object(raw: bytes, what: str) -> dict[str, Any]:
         raise MalformedMessage(f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise MalformedMessage(f"{what} must be a JSON object, got {type(value).__name__}")
+    if b"\\u" in raw:
+        _reject_lone_surrogates(value, what)
     return value
+
+
+def _reject_lone_surrogates(value: Any, what: str) -> None:
+    """A ``\\ud800`` escape without its pair is not a string serde_json accepts, nor one Python can encode again."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                raise MalformedMessage(
+                    f"{what} holds a lone UTF-16 surrogate escape, which is not valid Unicode"
+                ) from None
 
 
 def require_str(obj: dict[str, Any], key: str, what: str) -> str:

@@ -1,0 +1,217 @@
+"""HTTP request plane, worker side (Dynamo 0.7-1.2's ``DYN_REQUEST_PLANE=http``).
+
+One listener per worker process serves every endpoint, like hyper's "auto"
+builder: a connection that opens with the HTTP/2 preface is h2c with prior
+knowledge, anything else is HTTP/1.1 (an ``Upgrade: h2c`` request is simply
+answered over HTTP/1.1).  A request is ``POST {root}/{endpoint}``; once its
+body is complete it is offered to the sink synchronously and answered
+``202 Accepted`` with an empty body: the ACK, sent before the payload is
+decoded.  Routing and status codes are in ``http_routing``; the two wire
+protocols in ``http1_server`` and ``http2_server``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Protocol
+
+from reference_impl.protocol import ack
+from reference_impl.routing import DEFAULT_HTTP_ROOT, EndpointId, http_url
+from reference_impl.transport.flow import peer_name, set_nodelay
+from reference_impl.transport.http1_server import Http1ServerSession
+from reference_impl.transport.http2_server import PREFACE, Http2ServerSession
+from reference_impl.transport.http_routing import UNKNOWN_ENDPOINT, HttpAnswer, answer_offer, normalize_root
+from reference_impl.transport.plane import Advertisement, RequestSink
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BODY_LIMIT = 2 * 1024 * 1024  # axum's default body limit, which Dynamo keeps
+DEFAULT_MAX_CONCURRENT_STREAMS = 1000
+DEFAULT_H2_WINDOW = 1024 * 1024
+DEFAULT_MAX_HEADER_SIZE = 64 * 1024
+
+
+class _Session(Protocol):
+    """What the connection needs from either wire protocol's driver."""
+
+    @property
+    def idle(self) -> bool: ...
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def eof_received(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+def sniff_protocol(prefix: bytes) -> str | None:
+    """``"h2"`` or ``"http/1.1"`` from a connection's first bytes; None until they can tell."""
+    if PREFACE.startswith(prefix[: len(PREFACE)]):
+        return "h2" if len(prefix) >= len(PREFACE) else None
+    return "http/1.1"
+
+
+class _HttpConnection(asyncio.Protocol):
+    """Buffers the first bytes until they tell h2 from HTTP/1.1, then hands over to that driver."""
+
+    def __init__(self, server: HttpRequestServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.session: _Session | None = None
+        self.protocol: str | None = None
+        self._sniffed = b""
+        self._shutdown = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        set_nodelay(transport)
+        self.server.connection_opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.session is None:
+            data = self._sniffed + data
+            protocol = sniff_protocol(data)
+            if protocol is None:
+                self._sniffed = data
+                return
+            self._sniffed = b""
+            self._start(protocol)
+            assert self.session is not None
+        self.session.data_received(data)
+
+    def _start(self, protocol: str) -> None:
+        assert self.transport is not None
+        peer = peer_name(self.transport)
+        self.protocol = protocol
+        if protocol == "h2":
+            self.session = Http2ServerSession(self.server, self.transport, peer)
+        else:
+            self.session = Http1ServerSession(self.server, self.transport, peer)
+        if self._shutdown:
+            self.session.shutdown()
+
+    def eof_received(self) -> bool | None:
+        if self.session is not None:
+            self.session.eof_received()
+        return False
+
+    def pause_writing(self) -> None:
+        # The peer is not reading its answers: stop reading its requests.
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connection_closed(self)
+
+    def shutdown(self) -> None:
+        """Stop taking requests; close once the ones in flight are answered."""
+        self._shutdown = True
+        if self.session is not None:
+            self.session.shutdown()
+        elif self.transport is not None:
+            self.transport.close()
+
+
+class HttpRequestServer:
+    """The worker's HTTP listener, shared by every endpoint it serves."""
+
+    plane = "http"
+
+    def __init__(
+        self,
+        sink: RequestSink,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        root: str = DEFAULT_HTTP_ROOT,
+        body_limit: int = DEFAULT_BODY_LIMIT,
+        h2_max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
+        h2_window_size: int = DEFAULT_H2_WINDOW,
+        max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+        shutdown_grace: float = 5.0,
+    ) -> None:
+        self.sink = sink
+        self.host = host
+        self.port = port
+        self.root = normalize_root(root)
+        self.body_limit = body_limit
+        self.h2_max_concurrent_streams = h2_max_concurrent_streams
+        self.h2_window_size = h2_window_size
+        self.max_header_size = max_header_size
+        self.shutdown_grace = shutdown_grace
+        self.endpoints: set[str] = set()  # bare endpoint names, as Dynamo keys its handler map
+        self.connections: set[_HttpConnection] = set()
+        self.connections_accepted = 0
+        self.wire_errors: list[str] = []
+        self._server: asyncio.AbstractServer | None = None
+        self._all_closed = asyncio.Event()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _HttpConnection(self), self.host, self.port, backlog=1024)
+        sockname = self._server.sockets[0].getsockname()
+        self.host, self.port = sockname[0], sockname[1]
+
+    def advertise(self, endpoint: EndpointId, instance_id: int) -> Advertisement:
+        """``http://host:port{root}/{endpoint}``, routed by the bare endpoint name (instance id unused)."""
+        return Advertisement("http", http_url(self.host, self.port, endpoint.endpoint, self.root), endpoint.endpoint)
+
+    async def serve_endpoint(self, endpoint: EndpointId, instance_id: int) -> Advertisement:
+        """Route ``{root}/{endpoint}`` to the sink from now on.
+
+        Keyed by the bare name, as Dynamo keys its handler map: a second
+        component serving the same endpoint name in this process shares the route.
+        """
+        self.endpoints.add(endpoint.endpoint)
+        return self.advertise(endpoint, instance_id)
+
+    def admit(self, endpoint: str, body: bytes, headers: Mapping[str, str]) -> HttpAnswer:
+        """A complete request: the sink decides, the answer is the ACK."""
+        if endpoint not in self.endpoints:
+            return UNKNOWN_ENDPOINT
+        try:
+            rejection = self.sink.offer(self.plane, endpoint, body, headers)
+        except Exception:
+            log.exception("request sink failed on a request for %r", endpoint)
+            return answer_offer(endpoint, f"{ack.UNAVAILABLE_PREFIX} internal error admitting the request")
+        return answer_offer(endpoint, rejection)
+
+    def record_wire_error(self, reason: str) -> None:
+        self.wire_errors.append(reason)
+        del self.wire_errors[:-100]
+
+    def connection_opened(self, connection: _HttpConnection) -> None:
+        self.connections.add(connection)
+        self.connections_accepted += 1
+        self._all_closed.clear()
+
+    def connection_closed(self, connection: _HttpConnection) -> None:
+        self.connections.discard(connection)
+        if not self.connections:
+            self._all_closed.set()
+
+    async def close(self) -> None:
+        """Stop listening, let requests in flight be answered (up to ``shutdown_grace``), then drop the rest."""
+        if self._server is None:
+            return
+        self._server.close()
+        for connection in list(self.connections):
+            connection.shutdown()
+        if self.connections:
+            try:
+                await asyncio.wait_for(self._all_closed.wait(), self.shutdown_grace)
+            except TimeoutError:
+                busy = len(self.connections)
+                log.warning("%d HTTP connections still busy after %.1fs; dropping them", busy, self.shutdown_grace)
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.abort()
+        await self._server.wait_closed()
+        self._server = None
