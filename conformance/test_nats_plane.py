@@ -88,8 +88,10 @@ async def test_worker_at_capacity_refuses_instead_of_acknowledging(
     probes = [wire_client.prepare(record, {"tag": f"nats-cap-{i}", "interval": 0.05, "count": 100}) for i in range(4)]
     acks = await asyncio.gather(*(wire_client.deliver(record, probe) for probe in probes))
     try:
-        assert acks[0] == b"", acks
-        assert any(acks[2:]), f"every request was acknowledged although the worker had room for two: {acks}"
+        # The four requests race through the NATS server, so which ones are refused is not fixed: only how many.
+        accepted = sum(ack == b"" for ack in acks)
+        assert accepted >= 1, f"an idle worker refused every request: {acks}"
+        assert accepted <= 2, f"{accepted} of 4 requests acknowledged although the worker had room for two: {acks}"
     finally:
         for probe, ack in zip(probes, acks, strict=True):
             if ack == b"":

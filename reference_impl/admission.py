@@ -7,8 +7,6 @@ instead of blocking the connection's read loop, as Dynamo >= 1.6 does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 
 class Admission:
@@ -29,8 +27,6 @@ class Admission:
     def release(self) -> None:
         self.admitted -= 1
 
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        """Hold one of the concurrency slots (waiting in the queue until one frees)."""
-        async with self._slots:
-            yield
+    def running(self) -> asyncio.Semaphore:
+        """``async with`` it to hold one of the concurrency slots (waiting in the queue until one frees)."""
+        return self._slots

@@ -20,7 +20,7 @@ class RequestContext:
         self.metadata = dict(metadata or {})
         self._stopped = False
         self._killed = False
-        self._cancelled = asyncio.Event()
+        self._cancelled: asyncio.Future[None] | None = None  # made on first use: needs the running loop
 
     def id(self) -> str:
         return self._id
@@ -33,12 +33,16 @@ class RequestContext:
 
     def stop_generating(self) -> None:
         self._stopped = True
-        self._cancelled.set()
+        self._wake()
 
     def kill(self) -> None:
         self._killed = True
         self._stopped = True
-        self._cancelled.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._cancelled is not None and not self._cancelled.done():
+            self._cancelled.set_result(None)
 
     def cancel(self, kind: str) -> None:
         """Apply a caller's ``"stop"`` or ``"kill"``."""
@@ -47,6 +51,14 @@ class RequestContext:
         else:
             self.stop_generating()
 
+    def cancelled(self) -> asyncio.Future[None]:
+        """Done at the first stop or kill.  The worker races its item pump against it (a future, not a task)."""
+        if self._cancelled is None:
+            self._cancelled = asyncio.get_running_loop().create_future()
+            if self._stopped:
+                self._cancelled.set_result(None)
+        return self._cancelled
+
     async def async_killed_or_stopped(self) -> bool:
-        await self._cancelled.wait()
+        await asyncio.shield(self.cancelled())  # a cancelled waiter must not cancel the shared future
         return True

@@ -6,6 +6,7 @@ advertises an address and the caller that parses it cannot drift apart.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ def parse_socket_address(text: str) -> tuple[str, int]:
     return host, port
 
 
+@functools.lru_cache(maxsize=1024)  # a caller parses the same few records' addresses on every request
 def parse_tcp_transport(transport: str) -> TcpTarget:
     """``[tcp://]ip:port/path``: the address ends at the first ``/``."""
     text = transport.removeprefix("tcp://")
@@ -95,6 +97,7 @@ def parse_tcp_transport(transport: str) -> TcpTarget:
     return TcpTarget(host, port, path)
 
 
+@functools.lru_cache(maxsize=1024)  # a worker sees the same few callers' addresses on every request
 def parse_callhome_address(address: str) -> tuple[str, int]:
     """Call-home address: bracketed or not (1.2.x wrote ``::1:PORT``); split at the last colon."""
     if address.startswith("["):

@@ -257,11 +257,7 @@ class Worker:
             return True
         await connection.send(connection.stream.prologue())
         pump = asyncio.ensure_future(self._pump(items, connection))
-        cancel_watch = asyncio.ensure_future(context.async_killed_or_stopped())
-        try:
-            await asyncio.wait({pump, cancel_watch}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            cancel_watch.cancel()
+        await asyncio.wait({pump, context.cancelled()}, return_when=asyncio.FIRST_COMPLETED)
         if not pump.done():
             # "stop" or "kill": the handler is interrupted and nothing more is sent.
             pump.cancel()

@@ -145,7 +145,8 @@ class PendingResponse:
     async def wait_prologue(self, timeout: float | None) -> None:
         """Wait until the worker called home and sent ``{"error":null}``."""
         try:
-            await asyncio.wait_for(asyncio.shield(self._prologue), timeout)
+            async with asyncio.timeout(timeout):  # cheaper than wait_for, once per request
+                await asyncio.shield(self._prologue)
         except TimeoutError:
             error = CallHomeTimeout(
                 f"worker acknowledged the request but did not call home within {timeout:.1f}s"

@@ -12,6 +12,7 @@ The decoder never does I/O: feed it bytes in any chunking and pull messages.
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -48,6 +49,10 @@ class TwoPartMessage(NamedTuple):
     @property
     def wire_size(self) -> int:
         return PRELUDE_SIZE + len(self.header) + len(self.data)
+
+
+# TwoPartMessage(...) goes through a Python-level __new__; building the tuple directly is cheaper per frame.
+_new_message = functools.partial(tuple.__new__, TwoPartMessage)
 
 
 def frame_size(header_len: int, body_len: int) -> int:
@@ -132,7 +137,10 @@ class TwoPartDecoder:
         start = pos + PRELUDE_SIZE
         middle = start + header_len
         end = middle + body_len
-        message = TwoPartMessage(bytes(buf[start:middle]), bytes(buf[middle:end]))
+        # Response items have no header and control messages no body: skip copying an empty part.
+        message = _new_message(
+            (bytes(buf[start:middle]) if header_len else b"", bytes(buf[middle:end]) if body_len else b"")
+        )
         if end == end_of_buffer:
             buf.clear()
             self._pos = 0
