@@ -28,6 +28,7 @@ from reference_impl.transport.callhome_server import PendingResponse, ResponseSt
 from reference_impl.transport.http_client import HttpRequestClient
 from reference_impl.transport.nats_client import NatsRequestClient
 from reference_impl.transport.tcp_client import TcpRequestClient
+from reference_impl.wire import two_part
 from reference_impl.wire.request_frame import DEFAULT_MAX_MESSAGE_SIZE
 
 
@@ -54,6 +55,9 @@ class CallerConfig:
     # ACK to prologue.  Dynamo waits forever; a bounded wait turns a worker
     # that acknowledged and then vanished into an error instead of a hang.
     callhome_timeout: float | None = 60.0
+    # Largest call-home frame accepted: bounds what one worker can make the caller buffer.
+    # Dynamo sets no limit; RP_CALLHOME_MAX_MESSAGE_SIZE=0 does the same.
+    callhome_max_message_size: int | None = two_part.DEFAULT_MAX_MESSAGE_SIZE
     annotated: bool = True
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     nats_url: str = "nats://127.0.0.1:4222"
@@ -69,6 +73,10 @@ class CallerConfig:
             request_timeout=_env_float("DYN_TCP_REQUEST_TIMEOUT", 5.0) or 5.0,
             connect_timeout=_env_float("DYN_TCP_CONNECT_TIMEOUT", 5.0) or 5.0,
             callhome_timeout=_env_float("RP_CALLHOME_TIMEOUT", 60.0),
+            callhome_max_message_size=int(
+                os.environ.get("RP_CALLHOME_MAX_MESSAGE_SIZE") or two_part.DEFAULT_MAX_MESSAGE_SIZE
+            )
+            or None,
             max_message_size=int(os.environ.get("DYN_TCP_MAX_MESSAGE_SIZE") or DEFAULT_MAX_MESSAGE_SIZE),
             nats_url=os.environ.get("NATS_SERVER") or "nats://127.0.0.1:4222",
             http_version=os.environ.get("RP_HTTP_VERSION") or "h2",
@@ -128,7 +136,9 @@ class Caller:
         self.discovery = discovery or FileDiscovery()
         self.config = config or CallerConfig()
         self.callhome = ResponseStreamServer(
-            self.config.callhome_host, self.config.callhome_port, max_message_size=None
+            self.config.callhome_host,
+            self.config.callhome_port,
+            max_message_size=self.config.callhome_max_message_size,
         )
         self.tcp = TcpRequestClient(
             request_timeout=self.config.request_timeout,
