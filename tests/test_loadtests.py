@@ -222,14 +222,15 @@ def test_bridge_runs_coroutines_from_greenlets_and_cancels_killed_ones() -> None
 # --- a real headless Locust run ------------------------------------------------------------------------
 
 
-def run_locust(arguments: list[str], tmp_path: Path) -> tuple[int, str]:
-    """``locust -f loadtests/ --headless ...`` from the repository root, bounded, stopped by PID."""
-    command = [sys.executable, "-m", "locust", "-f", "loadtests/", "--headless", "--only-summary", *arguments]
+def run_locust(arguments: list[str], tmp_path: Path, *, cwd: Path = PROJECT_ROOT) -> tuple[int, str]:
+    """``locust -f loadtests/ --headless ...`` (from the repository root by default), bounded, stopped by PID."""
+    locustfiles = os.path.relpath(PROJECT_ROOT / "loadtests", cwd) + "/"
+    command = [sys.executable, "-m", "locust", "-f", locustfiles, "--headless", "--only-summary", *arguments]
     log = tmp_path / "locust.log"
     with log.open("wb") as output:
         env = {key: value for key, value in os.environ.items() if key != SKIP_PATCH}
         process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
             code = process.wait(timeout=RUN_TIMEOUT)
@@ -279,3 +280,12 @@ def test_headless_run_that_misses_its_threshold_exits_1(tmp_path: Path) -> None:
     code, log = run_locust(["-u", "2", "-r", "2", "-t", "2s", "UnaryUser", "--rp-p99-ms", "0.001"], tmp_path)
     assert code == 1, log[-3000:]
     assert "[FAIL] unary" in log
+
+
+def test_locust_finds_the_profiles_from_outside_the_repository(tmp_path: Path) -> None:
+    """``-f`` imports every file of the directory, so each must import from any working directory."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    code, log = run_locust(["-u", "2", "-r", "2", "-t", "2s", "UnaryUser"], tmp_path, cwd=outside)
+    assert code == 0, log[-3000:]
+    assert "[PASS] unary" in log
