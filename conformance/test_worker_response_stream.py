@@ -147,11 +147,7 @@ async def _cancel_slow_stream(
     probe = wire_client.prepare(record, {"tag": tag, "interval": 0.05, "count": 400})
     assert await wire_client.deliver(record, probe) == b""
     session = await asyncio.wait_for(probe.session, 10.0)
-    items_before = 0
-    while items_before < 3:
-        frame = await session.next_frame(10.0)
-        assert frame is not None, "stream ended before three items"
-        items_before += frame.kind == MessageKind.DATA_ONLY.value
+    await session.read_items(3, 10.0)
     await (session.send_stop() if mode == "stop" else session.send_kill())
     transcript = await session.read_to_end(5.0)
     records: dict[str, object] = {}

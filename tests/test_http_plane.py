@@ -42,6 +42,7 @@ from reference_impl.transport.http2_goaway import Goaway, GoawayFilter, encode_g
 from reference_impl.transport.http_client import HttpRequestClient, ack_from_response
 from reference_impl.transport.http_routing import http_date
 from reference_impl.transport.http_server import HttpRequestServer, sniff_protocol
+from tests.fake_sink import FakeSink
 
 WAIT = 10.0  # seconds; every await in these tests is bounded by this
 LIMIT = 2 * 1024 * 1024
@@ -50,29 +51,6 @@ REQUEST_ID = "750bc2da-67ec-4f20-a8a7-ded01dea45e6"
 
 
 # --- the fake sink and the server under test ------------------------------------------------
-
-
-@dataclass
-class Offer:
-    plane: str
-    route_key: str
-    payload: bytes
-    headers: dict[str, str]
-
-
-@dataclass
-class FakeSink:
-    """Records every offer; answers with ``rejection`` (None = accept)."""
-
-    rejection: str | None = None
-    offers: list[Offer] = field(default_factory=list)
-
-    def offer(self, plane: str, route_key: str, payload: bytes, headers: Any) -> str | None:
-        self.offers.append(Offer(plane, route_key, payload, dict(headers)))
-        return self.rejection
-
-    def payloads(self) -> list[bytes]:
-        return [offer.payload for offer in self.offers]
 
 
 ServerFactory = Callable[..., Awaitable[HttpRequestServer]]
@@ -780,7 +758,7 @@ async def test_tracing_headers_reach_the_sink_and_transport_headers_do_not(serve
     ],
 )
 async def test_sink_rejections_become_status_codes(start_server: ServerFactory, rejection: str, status: int) -> None:
-    server = await start_server(FakeSink(rejection=rejection))
+    server = await start_server(FakeSink(reject=rejection))
     response = await exchange_http1(server, post("/v1/rpc/generate", b"x"))
     assert response.status == status
     assert response.body == rejection.encode()
@@ -822,7 +800,7 @@ async def test_client_maps_rejections(
     error: type[RequestRejected],
     text: str,
 ) -> None:
-    server = await start_server(FakeSink(rejection=rejection))
+    server = await start_server(FakeSink(reject=rejection))
     with pytest.raises(error) as caught:
         await client_factory(version=version).send(url(server), {}, b"x")
     assert type(caught.value) is error

@@ -11,8 +11,7 @@ import collections
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import nats
@@ -42,39 +41,13 @@ from reference_impl.transport.nats_client import (
 )
 from reference_impl.transport.nats_server import NatsRequestServer
 from reference_impl.transport.plane import Advertisement
+from tests.fake_sink import FakeSink
 
 WAIT = 10.0  # seconds; every wait in these tests is bounded by this
 FAST_RECONNECT = ReconnectPolicy(time_wait=0.1, max_attempts=300)
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Offer:
-    plane: str
-    route_key: str
-    payload: bytes
-    headers: dict[str, str]
-
-
-@dataclass
-class FakeSink:
-    """Records every offer; answers with ``reject`` (None = accept) or raises when ``fail`` is set."""
-
-    reject: str | None = None
-    fail: bool = False
-    offers: list[Offer] = field(default_factory=list)
-    on_accept: Callable[[Offer], None] | None = None
-
-    def offer(self, plane: str, route_key: str, payload: bytes, headers: Mapping[str, str]) -> str | None:
-        offer = Offer(plane, route_key, payload, dict(headers))
-        self.offers.append(offer)
-        if self.fail:
-            raise RuntimeError("sink exploded")
-        if self.reject is None and self.on_accept is not None:
-            self.on_accept(offer)
-        return self.reject
 
 
 def new_endpoint(name: str = "generate", namespace: str = "ns") -> tuple[EndpointId, int]:

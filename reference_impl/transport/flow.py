@@ -51,7 +51,7 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def reset_connection(transport: asyncio.Transport) -> None:
+def reset_connection(transport: asyncio.WriteTransport) -> None:
     """Close with an RST (SO_LINGER 0), the way Dynamo drops an unknown call-home subject."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
