@@ -9,13 +9,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from fixtures.judge.codecs import PayloadCodec
+from fixtures.judge.discovery import InstanceRecord
+from fixtures.judge.routing import parse_tcp_transport
+from fixtures.judge.two_part import PRELUDE, xxh3_64
 from fixtures.probes.probe_worker import ProbeWorker
 from fixtures.roles import CallerUnderTest
-from reference_impl.discovery.records import InstanceRecord
-from reference_impl.protocol.payload_codec import PayloadCodec
-from reference_impl.routing import parse_tcp_transport
-from reference_impl.wire.checksum import xxh3_64
-from reference_impl.wire.two_part import PRELUDE
 
 REJECTION_KINDS = {"unavailable", "overloaded", "rejected"}
 

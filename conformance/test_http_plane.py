@@ -20,12 +20,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from fixtures.judge.discovery import InstanceRecord
 from fixtures.probes.http_front import BODY_LIMIT, GATHER_COUNT, HttpExchange, HttpFront
 from fixtures.probes.http_wire import H2Wire, Http1Wire
 from fixtures.probes.probe_worker import ProbeWorker
 from fixtures.probes.wire_client import ProbeRequest, ProbeResult, WireClient, read_until_sentinel_then_close
 from fixtures.roles import CallerUnderTest, WorkerUnderTest
-from reference_impl.discovery.records import InstanceRecord
 
 pytestmark = pytest.mark.planes("http")
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
+from fixtures.judge.routing import nats_service_name, nats_subject
 from fixtures.nats_server import NatsServer
 from fixtures.probes.callhome_recorder import CallHomeRecorder
 from fixtures.probes.probe_worker import ProbeWorker
 from fixtures.probes.wire_client import WireClient, read_until_sentinel_then_close
 from fixtures.roles import CallerUnderTest, WorkerUnderTest
-from reference_impl.routing import nats_service_name, nats_subject
 
 pytestmark = pytest.mark.planes("nats")
 

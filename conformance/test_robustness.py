@@ -19,14 +19,15 @@ from typing import Any
 import pytest
 
 from fixtures.adapter_process import AdapterProcess, AdapterSpec
+from fixtures.judge import two_part
+from fixtures.judge.codecs import PayloadCodec
+from fixtures.judge.control import CallHomeHandshake, ResponseStreamPrologue
+from fixtures.judge.items import encode_item
+from fixtures.judge.routing import parse_callhome_address
 from fixtures.plugin import BASE_ADAPTER_ENV, BUILTIN_ADAPTERS
 from fixtures.probes.probe_worker import ProbeWorker
 from fixtures.probes.wire_client import ProbeResult, RawRequestConnection, WireClient, read_until_sentinel_then_close
 from fixtures.roles import CallerUnderTest, WorkerUnderTest, nats_url_for
-from reference_impl.protocol.messages import CallHomeHandshake, ResponseStreamPrologue, encode_item
-from reference_impl.protocol.payload_codec import PayloadCodec
-from reference_impl.routing import parse_callhome_address
-from reference_impl.wire import two_part
 
 pytestmark = pytest.mark.robustness
 

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from fixtures.judge.discovery import encode_key
+from fixtures.judge.routing import EndpointId, instance_path, parse_tcp_transport
 from fixtures.roles import WorkerUnderTest
-from reference_impl.discovery.file_store import encode_key
-from reference_impl.routing import EndpointId, instance_path, parse_tcp_transport
 
 U64_MAX = (1 << 64) - 1
 

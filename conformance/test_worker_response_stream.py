@@ -9,15 +9,15 @@ import uuid
 
 import pytest
 
+from fixtures.judge import annotated
+from fixtures.judge.codecs import PayloadCodec
+from fixtures.judge.control import CallHomeHandshake
+from fixtures.judge.transcript import FinalReceived, ItemReceived, PrologueReceived, SentinelReceived
+from fixtures.judge.two_part import xxh3_64
+from fixtures.judge.words import ControlWord, FrameKind
 from fixtures.probes.callhome_recorder import CallHomeSession, Transcript
 from fixtures.probes.wire_client import ProbeResult, WireClient
 from fixtures.roles import WorkerUnderTest
-from reference_impl.protocol import annotated
-from reference_impl.protocol.messages import SENTINEL, CallHomeHandshake
-from reference_impl.protocol.payload_codec import PayloadCodec
-from reference_impl.protocol.response_stream import FinalReceived, ItemReceived, PrologueReceived, SentinelReceived
-from reference_impl.wire.checksum import xxh3_64
-from reference_impl.wire.two_part import MessageKind
 
 
 @pytest.mark.req("RS-HANDSHAKE", "RS-PROLOGUE", "RS-ITEMS", "RS-FINAL", "RS-SENTINEL", "TP-LAYOUT")
@@ -30,14 +30,14 @@ async def test_complete_stream_has_the_documented_shape(impl_worker: WorkerUnder
     assert handshake.subject == probe.control.connection_info.tcp().subject
     assert handshake.stream_type == "response"
     assert [frame.kind for frame in transcript.frames] == [
-        MessageKind.HEADER_ONLY.value,  # handshake
-        MessageKind.HEADER_ONLY.value,  # prologue
-        *[MessageKind.DATA_ONLY.value] * 5,  # items
-        MessageKind.DATA_ONLY.value,  # complete_final
-        MessageKind.HEADER_ONLY.value,  # sentinel
+        FrameKind.HEADER_ONLY.value,  # handshake
+        FrameKind.HEADER_ONLY.value,  # prologue
+        *[FrameKind.DATA_ONLY.value] * 5,  # items
+        FrameKind.DATA_ONLY.value,  # complete_final
+        FrameKind.HEADER_ONLY.value,  # sentinel
     ]
     assert transcript.frames[1].header == b'{"error":null}'
-    assert transcript.frames[-1].header == SENTINEL
+    assert transcript.frames[-1].header == ControlWord.SENTINEL.header
     assert transcript.event_names(probe.codec) == [
         "HandshakeReceived",
         "PrologueReceived",
@@ -101,7 +101,7 @@ async def test_worker_closes_after_the_caller_does(impl_worker: WorkerUnderTest,
     probe = wire_client.prepare(impl_worker.record("stream"), {"count": 1})
     assert await wire_client.deliver(impl_worker.record("stream"), probe) == b""
     session = await asyncio.wait_for(probe.session, 10.0)
-    while (frame := await session.next_frame(10.0)) is not None and frame.header != SENTINEL:
+    while (frame := await session.next_frame(10.0)) is not None and frame.header != ControlWord.SENTINEL.header:
         pass
     assert frame is not None, "no sentinel"
     closed_at = time.monotonic()

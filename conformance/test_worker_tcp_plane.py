@@ -10,6 +10,10 @@ from typing import Any
 
 import pytest
 
+from fixtures.judge.codecs import PayloadCodec
+from fixtures.judge.discovery import InstanceRecord
+from fixtures.judge.request_frame import U32, encode_request
+from fixtures.judge.routing import parse_tcp_transport
 from fixtures.probes.wire_client import (
     ProbeRequest,
     ProbeResult,
@@ -18,10 +22,6 @@ from fixtures.probes.wire_client import (
     read_until_sentinel_then_close,
 )
 from fixtures.roles import WorkerUnderTest
-from reference_impl.discovery.records import InstanceRecord
-from reference_impl.protocol.payload_codec import PayloadCodec
-from reference_impl.routing import parse_tcp_transport
-from reference_impl.wire.request_frame import U32, encode_request
 
 pytestmark = pytest.mark.planes("tcp")
 

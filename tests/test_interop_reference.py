@@ -1,4 +1,11 @@
-"""End to end against the reference implementation, in both directions."""
+"""The reference implementation against itself, across processes, on every plane.
+
+Its caller library calls the worker its adapter serves, and its worker
+library answers the caller its adapter runs.  This imports
+``reference_impl`` and so judges nothing but the reference: it lives with
+the reference's own tests, not in the suite (``conformance/``), whose
+verdicts come only from ``fixtures.judge``.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +31,6 @@ async def reference_caller(impl_worker: WorkerUnderTest, request: pytest.Fixture
         yield caller
 
 
-@pytest.mark.req("INTEROP-REFERENCE")
 async def test_reference_caller_streams_from_the_worker(impl_worker: WorkerUnderTest, reference_caller: Caller):
     stream = await reference_caller.generate(ENDPOINT.format("stream"), {"count": 50, "size": 3})
     assert [item["seq"] for item in await stream.collect()] == list(range(50))
@@ -32,7 +38,6 @@ async def test_reference_caller_streams_from_the_worker(impl_worker: WorkerUnder
     assert echo == [{"deep": {"list": [1, 2, {"x": None}]}}]
 
 
-@pytest.mark.req("INTEROP-REFERENCE")
 async def test_reference_caller_sees_the_worker_errors(impl_worker: WorkerUnderTest, reference_caller: Caller):
     stream = await reference_caller.generate(ENDPOINT.format("error_mid"), {"count": 2})
     received: list[Any] = []
@@ -42,7 +47,6 @@ async def test_reference_caller_sees_the_worker_errors(impl_worker: WorkerUnderT
     assert received == [{"seq": 0}, {"seq": 1}]
 
 
-@pytest.mark.req("INTEROP-REFERENCE")
 async def test_reference_caller_cancels_the_worker(impl_worker: WorkerUnderTest, reference_caller: Caller):
     tag = f"interop-{id(reference_caller)}"
     stream = await reference_caller.generate(ENDPOINT.format("slow"), {"tag": tag, "interval": 0.05, "count": 400})
@@ -77,7 +81,6 @@ async def reference_worker(impl_caller: CallerUnderTest, request: pytest.Fixture
     await worker.stop(drain_timeout=2.0)
 
 
-@pytest.mark.req("INTEROP-REFERENCE")
 async def test_caller_streams_from_a_reference_worker(
     impl_caller: CallerUnderTest, reference_worker: Worker, request_size_limit: int
 ):
@@ -89,14 +92,12 @@ async def test_caller_streams_from_a_reference_worker(
     assert sink["outcome"] == "complete" and sink["items"][0]["size"] == len(big), sink
 
 
-@pytest.mark.req("INTEROP-REFERENCE")
 async def test_caller_sees_reference_worker_errors(impl_caller: CallerUnderTest, reference_worker: Worker):
     answer = await impl_caller.call("interop.reference.error_mid", {"count": 2}, deadline=10.0)
     assert answer["items"] == [{"seq": 0}, {"seq": 1}], answer
     assert answer["outcome"] == "error" and "error_mid" in answer["error"]["message"], answer
 
 
-@pytest.mark.req("INTEROP-REFERENCE")
 async def test_caller_cancels_a_reference_worker(impl_caller: CallerUnderTest, reference_worker: Worker):
     tag = "interop-cancel"
     answer = await impl_caller.call(
