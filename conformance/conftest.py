@@ -8,6 +8,9 @@ not collect the suite never sees them.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Generator
+
 import pytest
 
 pytest_plugins = ["fixtures.plugin", "fixtures.roles", "fixtures.nats_server"]
@@ -35,3 +38,21 @@ def pytest_configure(config: pytest.Config) -> None:
             f"the conformance suite needs its pytest settings ({', '.join(f'{k}={v!r}' for k, v in wrong.items())}"
             f" found): run it with `rp-conformance`, or `pytest -c {PYTEST_SETTINGS} --rootdir . --pyargs conformance`"
         )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    """After a test that failed, collect its garbage now, at a point where nothing parses source.
+
+    Why: a test that fails before awaiting all its calls leaves tasks whose exception nobody retrieved;
+    asyncio logs each, with a traceback, when the garbage collector frees it, which can happen while
+    pytest parses source to show the next failure. Python 3.11's traceback formatting parses source too,
+    and CPython 3.11 (3.11.7 at least) cannot parse re-entrantly ("SystemError: AST constructor recursion
+    depth mismatch"): the run would end with an INTERNALERROR instead of reporting the implementation.
+    """
+    failures_before = item.session.testsfailed
+    try:
+        return (yield)
+    finally:
+        if item.session.testsfailed != failures_before:
+            gc.collect()
