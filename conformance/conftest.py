@@ -1,1 +1,58 @@
-"""Conformance tests: fixtures come from the root conftest (fixtures.plugin, fixtures.roles)."""
+"""The suite's pytest plugins, loaded wherever the suite is collected.
+
+This conftest (not the repository's root one) names them, so ``pytest conformance/``
+in a checkout, ``rp-conformance`` and ``pytest --pyargs conformance`` from an installed
+wheel all load them once, and nothing else is touched: a pytest session that does
+not collect the suite never sees them.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Generator
+
+import pytest
+
+pytest_plugins = ["fixtures.plugin", "fixtures.roles", "fixtures.nats_server"]
+
+# Settings the suite cannot run without (pyproject.toml in a checkout, suite.ini elsewhere).
+REQUIRED_SETTINGS = {
+    "asyncio_mode": "auto",
+    "asyncio_default_fixture_loop_scope": "session",
+    "asyncio_default_test_loop_scope": "session",
+}
+
+
+def _setting(config: pytest.Config, name: str) -> object:
+    """A setting as pytest-asyncio reads it: the command line first (``--asyncio-mode``), then the ini file."""
+    return config.getoption(name, None) or config.getini(name)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to run with pytest settings the suite's session-wide event loop does not survive."""
+    wrong = {name: found for name, value in REQUIRED_SETTINGS.items() if (found := _setting(config, name)) != value}
+    if wrong:
+        from conformance import PYTEST_SETTINGS
+
+        raise pytest.UsageError(
+            f"the conformance suite needs its pytest settings ({', '.join(f'{k}={v!r}' for k, v in wrong.items())}"
+            f" found): run it with `rp-conformance`, or `pytest -c {PYTEST_SETTINGS} --rootdir . --pyargs conformance`"
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    """After a test that failed, collect its garbage now, at a point where nothing parses source.
+
+    Why: a test that fails before awaiting all its calls leaves tasks whose exception nobody retrieved;
+    asyncio logs each, with a traceback, when the garbage collector frees it, which can happen while
+    pytest parses source to show the next failure. Python 3.11's traceback formatting parses source too,
+    and CPython 3.11 (3.11.7 at least) cannot parse re-entrantly ("SystemError: AST constructor recursion
+    depth mismatch"): the run would end with an INTERNALERROR instead of reporting the implementation.
+    """
+    failures_before = item.session.testsfailed
+    try:
+        return (yield)
+    finally:
+        if item.session.testsfailed != failures_before:
+            gc.collect()
