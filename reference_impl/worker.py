@@ -265,7 +265,8 @@ class Worker:
         try:
             items = await _start_handler(endpoint.handler, request, context)
         except Exception as exc:  # the handler refused the request: a prologue error
-            await connection.send(connection.stream.prologue(error=f"{type(exc).__name__}: {exc}"))
+            message = error_kinds.describe(exc)
+            await connection.send(connection.stream.prologue(message, error_kinds.prologue_typed_error(message)))
             await connection.send(connection.stream.sentinel())
             return True
         await connection.send(connection.stream.prologue())

@@ -173,3 +173,14 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("rp-reference: error: "), done.stderr
     assert names in lines[0], lines[0]
+
+
+def test_serve_and_call_over_nats(discovery: Path, nats_server: Any) -> None:
+    url = nats_server.url
+    for _, ready in _serve(discovery, "--standard", "--plane", "nats", "--nats-url", url):
+        assert ready["plane"] == "nats"
+        done = _run("call", "demo.backend.echo", '{"over": "nats"}', "--discovery", str(discovery), "--nats-url", url)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == ['{"over":"nats"}']
+        from_env = _run("call", "demo.backend.echo", "[1]", "--discovery", str(discovery), env=_env(NATS_SERVER=url))
+        assert from_env.stdout.splitlines() == ["[1]"], from_env.stderr

@@ -35,3 +35,11 @@ def test_a_legacy_item_with_only_error_type_still_gives_a_class() -> None:
 def test_an_item_without_a_known_class_has_none(error: object) -> None:
     details = annotated.unwrap({"event": "error", "error": error}).details
     assert details is not None and details.error_class is None
+
+
+def test_prologue_typed_error_is_dynamos() -> None:
+    from fixtures.golden import load_vector
+
+    frames = load_vector("callhome_prologue_error").expected["frames"]
+    golden = next(frame for frame in frames if frame["role"] == "prologue")["header_json"]["typed_error"]
+    assert error_kinds.prologue_typed_error(golden["message"]) == golden

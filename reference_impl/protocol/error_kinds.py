@@ -86,6 +86,17 @@ def error_object_for(exc: BaseException) -> dict[str, Any]:
     return error_object(describe(exc), classify(exc))
 
 
+def prologue_typed_error(message: str) -> dict[str, Any]:
+    """The ``typed_error`` Dynamo 1.6.1 puts in a prologue when the handler fails when called: unclassified."""
+    return {
+        "error_type": "Unknown",
+        "class": "Internal",
+        "reason": "runtime.unclassified",
+        "message": message,
+        "diagnostic": message,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorDetails:
     """What a caller can tell about an error item: its message and, when the worker said, its class."""
