@@ -98,6 +98,23 @@ def not_empty(value: Any) -> str | None:
     return None if isinstance(value, str) and value.strip() else "cannot be empty"
 
 
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
+def nats_servers(value: Any) -> str | None:
+    """One ``nats://host:port`` URL (``tls``, ``ws``, ``wss`` too)."""
+    if not isinstance(value, str) or not value.strip():
+        return "cannot be empty"
+    scheme, separator, rest = value.strip().partition("://")
+    if not separator or scheme not in NATS_SCHEMES or not rest or "," in rest:
+        return f"expected one URL such as nats://127.0.0.1:4222 ({'/'.join(NATS_SCHEMES)} schemes)"
+    return None
+
+
+def url_path(value: Any) -> str | None:
+    return None if isinstance(value, str) and value.startswith("/") else "a URL path starts with '/'"
+
+
 # --- reading and validating ------------------------------------------------------------------
 
 Config = TypeVar("Config")

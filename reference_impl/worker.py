@@ -71,10 +71,10 @@ class WorkerConfig:
     fin_wait: float = field(default=10.0, metadata=_S(None, check=cfg.non_negative))
     annotated: bool = True
     write_checksum: bool = False
-    nats_url: str = field(default="nats://127.0.0.1:4222", metadata=_S("NATS_SERVER", check=cfg.not_empty))
+    nats_url: str = field(default="nats://127.0.0.1:4222", metadata=_S("NATS_SERVER", check=cfg.nats_servers))
     http_host: str = field(default="127.0.0.1", metadata=_S("DYN_HTTP_RPC_HOST", check=cfg.not_empty))
     http_port: int = field(default=0, metadata=_S("DYN_HTTP_RPC_PORT", cfg.parse_int, cfg.port))
-    http_root: str = field(default="/v1/rpc", metadata=_S("DYN_HTTP_RPC_ROOT_PATH", check=cfg.not_empty))
+    http_root: str = field(default="/v1/rpc", metadata=_S("DYN_HTTP_RPC_ROOT_PATH", check=cfg.url_path))
     # Dynamo's HTTP plane: axum's default body limit
     http_body_limit: int = field(
         default=2 * 1024 * 1024, metadata=_S("RP_HTTP_BODY_LIMIT", cfg.parse_int, cfg.positive)

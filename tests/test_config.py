@@ -71,6 +71,10 @@ def test_defaults_are_untouched_by_the_environment(monkeypatch: pytest.MonkeyPat
         ("DYN_TCP_MAX_MESSAGE_SIZE", "-4", "greater than 0"),
         ("DYN_TCP_WORK_QUEUE_SIZE", "-1", "cannot be negative"),
         ("DYN_TCP_WORKER_POOL_SIZE", "0", "greater than 0"),
+        ("NATS_SERVER", "127.0.0.1:4222", "nats://127.0.0.1:4222"),
+        ("NATS_SERVER", "nats://a:4222,http://b:4222", "nats://127.0.0.1:4222"),
+        ("NATS_SERVER", "tls://b:4222", None),
+        ("DYN_HTTP_RPC_ROOT_PATH", "v1/rpc", "starts with '/'"),
         ("NATS_SERVER", " ", None),  # blank: the default applies
     ],
 )
