@@ -7,20 +7,22 @@ caller reach workers on every plane.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from reference_impl import config as cfg
 from reference_impl.discovery.file_store import FileDiscovery
 from reference_impl.discovery.records import InstanceRecord
 from reference_impl.errors import CallError, TransportError
 from reference_impl.protocol import annotated
 from reference_impl.protocol.ack import check_ack
 from reference_impl.protocol.envelope import build_envelope
+from reference_impl.protocol.error_kinds import ErrorDetails
 from reference_impl.protocol.messages import RequestControlMessage
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.routing import EndpointId, parse_tcp_transport
@@ -33,59 +35,80 @@ from reference_impl.wire.request_frame import DEFAULT_MAX_MESSAGE_SIZE
 
 
 class HandlerError(CallError):
-    """The worker's handler reported an error inside the stream."""
+    """The worker's handler reported an error inside the stream.
+
+    ``error_class`` is the worker's classification (``InvalidRequest``,
+    ``Internal``, ``Unavailable``, ``DeadlineExceeded``, ``Cancelled``, ...;
+    None when the item carried none), as Dynamo's caller reports it.
+    """
 
     kind = "handler_error"
 
+    def __init__(self, message: str, details: ErrorDetails | None = None) -> None:
+        super().__init__(message)
+        self.error_class = details.error_class if details else None
+        self.error_type = details.error_type if details else None
+        self.reason = details.reason if details else None
 
-def _env_float(name: str, default: float | None) -> float | None:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    number = float(value)
-    return None if number <= 0 else number
+
+_S = cfg.setting
 
 
 @dataclass
 class CallerConfig:
-    callhome_host: str = "127.0.0.1"
-    callhome_port: int = 0
-    request_timeout: float = 5.0
-    connect_timeout: float = 5.0
+    """A caller's settings.  ``CallerConfig()`` is the defaults; ``from_env()`` reads Dynamo's variables.
+
+    Every field is checked at construction (:class:`~reference_impl.config.ConfigError`).
+    """
+
+    callhome_host: str = field(default="127.0.0.1", metadata=_S("DYN_TCP_RESPONSE_STREAM_HOST", check=cfg.not_empty))
+    callhome_port: int = field(default=0, metadata=_S("DYN_TCP_RESPONSE_STREAM_PORT", cfg.parse_int, cfg.port))
+    request_timeout: float = field(default=5.0, metadata=_S("DYN_TCP_REQUEST_TIMEOUT", cfg.parse_seconds, cfg.positive))
+    connect_timeout: float = field(default=5.0, metadata=_S("DYN_TCP_CONNECT_TIMEOUT", cfg.parse_seconds, cfg.positive))
     # ACK to prologue.  Dynamo waits forever; a bounded wait turns a worker
-    # that acknowledged and then vanished into an error instead of a hang.
-    callhome_timeout: float | None = 60.0
+    # that acknowledged and then vanished into an error instead of a hang.  0 turns it off.
+    callhome_timeout: float | None = field(
+        default=60.0, metadata=_S("RP_CALLHOME_TIMEOUT", cfg.parse_seconds_or_off, cfg.optional(cfg.positive))
+    )
     # Largest call-home frame accepted: bounds what one worker can make the caller buffer.
     # Dynamo sets no limit; RP_CALLHOME_MAX_MESSAGE_SIZE=0 does the same.
-    callhome_max_message_size: int | None = two_part.DEFAULT_MAX_MESSAGE_SIZE
+    callhome_max_message_size: int | None = field(
+        default=two_part.DEFAULT_MAX_MESSAGE_SIZE,
+        metadata=_S("RP_CALLHOME_MAX_MESSAGE_SIZE", cfg.parse_size_or_unlimited, cfg.optional(cfg.positive)),
+    )
+    # A stream dropped by its consumer gets "stop", then "kill" if the worker has not ended it after this long.
+    drop_grace: float = field(default=2.0, metadata=_S("RP_DROP_GRACE", cfg.parse_seconds, cfg.non_negative))
     annotated: bool = True
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    nats_url: str = "nats://127.0.0.1:4222"
-    nats_request_timeout: float = 10.0  # async-nats' default, which Dynamo keeps
-    http_version: str = "h2"  # "h2" (prior knowledge, multiplexed) or "http/1.1" (what Dynamo's caller speaks)
-    http_request_timeout: float = 5.0  # DYN_HTTP_REQUEST_TIMEOUT: the whole POST, up to its answer
+    max_message_size: int = field(
+        default=DEFAULT_MAX_MESSAGE_SIZE, metadata=_S("DYN_TCP_MAX_MESSAGE_SIZE", cfg.parse_int, cfg.positive)
+    )
+    nats_url: str = field(default="nats://127.0.0.1:4222", metadata=_S("NATS_SERVER", check=cfg.nats_servers))
+    nats_request_timeout: float = field(default=10.0, metadata=_S(None, check=cfg.positive))  # async-nats' default
+    # "h2" (prior knowledge, multiplexed) or "http/1.1" (what Dynamo's caller speaks)
+    http_version: str = field(default="h2", metadata=_S("RP_HTTP_VERSION", cfg.lower, cfg.one_of(("h2", "http/1.1"))))
+    # DYN_HTTP_REQUEST_TIMEOUT: the whole POST, up to its answer
+    http_request_timeout: float = field(
+        default=5.0, metadata=_S("DYN_HTTP_REQUEST_TIMEOUT", cfg.parse_seconds, cfg.positive)
+    )
+
+    def __post_init__(self) -> None:
+        cfg.validate(self)
 
     @classmethod
-    def from_env(cls) -> CallerConfig:
-        return cls(
-            callhome_host=os.environ.get("DYN_TCP_RESPONSE_STREAM_HOST") or "127.0.0.1",
-            callhome_port=int(os.environ.get("DYN_TCP_RESPONSE_STREAM_PORT") or 0),
-            request_timeout=_env_float("DYN_TCP_REQUEST_TIMEOUT", 5.0) or 5.0,
-            connect_timeout=_env_float("DYN_TCP_CONNECT_TIMEOUT", 5.0) or 5.0,
-            callhome_timeout=_env_float("RP_CALLHOME_TIMEOUT", 60.0),
-            callhome_max_message_size=int(
-                os.environ.get("RP_CALLHOME_MAX_MESSAGE_SIZE") or two_part.DEFAULT_MAX_MESSAGE_SIZE
-            )
-            or None,
-            max_message_size=int(os.environ.get("DYN_TCP_MAX_MESSAGE_SIZE") or DEFAULT_MAX_MESSAGE_SIZE),
-            nats_url=os.environ.get("NATS_SERVER") or "nats://127.0.0.1:4222",
-            http_version=os.environ.get("RP_HTTP_VERSION") or "h2",
-            http_request_timeout=_env_float("DYN_HTTP_REQUEST_TIMEOUT", 5.0) or 5.0,
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> CallerConfig:
+        """Defaults, overridden by the variables a Dynamo caller reads, overridden by ``overrides``."""
+        return cfg.from_environment(cls, overrides, environ)
 
 
 class ResponseStream:
-    """Items of one call.  Iterate it; ``stop()``/``kill()`` cancel it."""
+    """Items of one call.  Iterate it; ``stop()``/``kill()`` cancel it.
+
+    Like Dynamo's caller, a stream nobody reads any more is cancelled: when
+    the task reading it is cancelled, or when the stream object is released
+    before its end (the consumer broke out of ``async for``), the worker gets
+    ``stop``, then ``kill`` after ``drop_grace`` seconds if it has not ended
+    the stream.  Otherwise its handler would run on for nobody.
+    """
 
     def __init__(self, pending: PendingResponse, record: InstanceRecord, request_id: str, config: CallerConfig) -> None:
         self._pending = pending
@@ -93,6 +116,20 @@ class ResponseStream:
         self.request_id = request_id
         self._config = config
         self._prologue_seen = False
+        self._loop = asyncio.get_running_loop()
+
+    def __del__(self) -> None:
+        pending = getattr(self, "_pending", None)
+        if pending is None or pending.ended:
+            return
+        try:  # a finaliser may run anywhere: hand the cancel to the stream's own loop
+            self._loop.call_soon_threadsafe(pending.drop, self._config.drop_grace)
+        except RuntimeError:
+            pass  # the loop is closed: its connections are gone already
+
+    def drop(self) -> None:
+        """What releasing the stream does: ``stop`` now, ``kill`` after ``drop_grace`` s."""
+        self._pending.drop(self._config.drop_grace)
 
     @property
     def instance_id(self) -> int:
@@ -107,13 +144,17 @@ class ResponseStream:
         return self
 
     async def __anext__(self) -> Any:
-        await self.wait_prologue()
-        item = await self._pending.next_item()
+        try:
+            await self.wait_prologue()
+            item = await self._pending.next_item()
+        except asyncio.CancelledError:
+            self.drop()  # the consuming task was cancelled: nobody will read the rest
+            raise
         if not self._config.annotated:
             return item
         unwrapped = annotated.unwrap(item)
         if unwrapped.error is not None:
-            raise HandlerError(unwrapped.error)
+            raise HandlerError(unwrapped.error, unwrapped.details)
         return unwrapped.data
 
     def stop(self) -> None:
@@ -133,8 +174,9 @@ class ResponseStream:
 
 class Caller:
     def __init__(self, discovery: FileDiscovery | None = None, config: CallerConfig | None = None) -> None:
+        """``config`` defaults to the environment (:meth:`CallerConfig.from_env`), as Dynamo's caller."""
         self.discovery = discovery or FileDiscovery()
-        self.config = config or CallerConfig()
+        self.config = config if config is not None else CallerConfig.from_env()
         self.callhome = ResponseStreamServer(
             self.config.callhome_host,
             self.config.callhome_port,

@@ -112,6 +112,12 @@ class PrologueError(CallError):
         super().__init__(message)
         self.typed_error = typed_error
 
+    @property
+    def error_class(self) -> str | None:
+        """The ``class`` of the worker's ``typed_error`` (e.g. ``Internal``), when it sent one."""
+        value = self.typed_error.get("class") if isinstance(self.typed_error, dict) else None
+        return value if isinstance(value, str) else None
+
 
 class StreamIncomplete(CallError):
     """The response stream ended without ``complete_final``."""

@@ -10,20 +10,22 @@ cannot (no usable call-home address) are logged and counted.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
-import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from reference_impl import config as cfg
 from reference_impl.admission import Admission
 from reference_impl.context import RequestContext
 from reference_impl.discovery.file_store import FileDiscovery, Registration
 from reference_impl.discovery.records import InstanceRecord
 from reference_impl.errors import MalformedMessage, TransportError
-from reference_impl.protocol import ack, annotated
+from reference_impl.planes import PLANES
+from reference_impl.protocol import ack, annotated, error_kinds
 from reference_impl.protocol.envelope import RequestEnvelope, parse_envelope
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.routing import NAME_PATTERN, EndpointId
@@ -37,46 +39,54 @@ HandlerResult = AsyncIterator[Any] | Awaitable[AsyncIterator[Any]]
 Handler = Callable[[Any, RequestContext], HandlerResult]
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
+def _codec(text: str) -> PayloadCodec:
+    try:
+        return PayloadCodec(text.lower())
+    except ValueError:
+        raise ValueError("expected json or msgpack") from None
+
+
+_S = cfg.setting
 
 
 @dataclass
 class WorkerConfig:
-    host: str = "127.0.0.1"
-    port: int = 0
-    codec: PayloadCodec = PayloadCodec.MSGPACK
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    max_concurrency: int = 10_000
-    queue_size: int = 40_000
-    callhome_connect_timeout: float = 5.0
-    fin_wait: float = 10.0
+    """A worker's settings.  ``WorkerConfig()`` is the defaults; ``from_env()`` reads Dynamo's variables.
+
+    Every field is checked at construction (:class:`~reference_impl.config.ConfigError`).
+    """
+
+    plane: str = field(default="tcp", metadata=_S("DYN_REQUEST_PLANE", cfg.lower, cfg.one_of(PLANES)))
+    host: str = field(default="127.0.0.1", metadata=_S("DYN_TCP_RPC_HOST", check=cfg.not_empty))
+    port: int = field(default=0, metadata=_S("DYN_TCP_RPC_PORT", cfg.parse_int, cfg.port))
+    codec: PayloadCodec = field(
+        default=PayloadCodec.MSGPACK, metadata=_S("DYN_REQUEST_PLANE_CODEC", _codec, cfg.one_of(PayloadCodec))
+    )
+    max_message_size: int = field(
+        default=DEFAULT_MAX_MESSAGE_SIZE, metadata=_S("DYN_TCP_MAX_MESSAGE_SIZE", cfg.parse_int, cfg.positive)
+    )
+    max_concurrency: int = field(default=10_000, metadata=_S("DYN_TCP_WORKER_POOL_SIZE", cfg.parse_int, cfg.positive))
+    queue_size: int = field(default=40_000, metadata=_S("DYN_TCP_WORK_QUEUE_SIZE", cfg.parse_int, cfg.non_negative))
+    callhome_connect_timeout: float = field(default=5.0, metadata=_S(None, check=cfg.positive))
+    fin_wait: float = field(default=10.0, metadata=_S(None, check=cfg.non_negative))
     annotated: bool = True
     write_checksum: bool = False
-    nats_url: str = "nats://127.0.0.1:4222"
-    http_host: str = "127.0.0.1"
-    http_port: int = 0
-    http_root: str = "/v1/rpc"
-    http_body_limit: int = 2 * 1024 * 1024  # Dynamo's HTTP plane: axum's default body limit
+    nats_url: str = field(default="nats://127.0.0.1:4222", metadata=_S("NATS_SERVER", check=cfg.nats_servers))
+    http_host: str = field(default="127.0.0.1", metadata=_S("DYN_HTTP_RPC_HOST", check=cfg.not_empty))
+    http_port: int = field(default=0, metadata=_S("DYN_HTTP_RPC_PORT", cfg.parse_int, cfg.port))
+    http_root: str = field(default="/v1/rpc", metadata=_S("DYN_HTTP_RPC_ROOT_PATH", check=cfg.url_path))
+    # Dynamo's HTTP plane: axum's default body limit
+    http_body_limit: int = field(
+        default=2 * 1024 * 1024, metadata=_S("RP_HTTP_BODY_LIMIT", cfg.parse_int, cfg.positive)
+    )
+
+    def __post_init__(self) -> None:
+        cfg.validate(self)
 
     @classmethod
-    def from_env(cls) -> WorkerConfig:
-        """Read the same variables a Dynamo worker reads, where they apply."""
-        codec = os.environ.get("DYN_REQUEST_PLANE_CODEC", "msgpack").strip().lower()
-        return cls(
-            host=os.environ.get("DYN_TCP_RPC_HOST") or "127.0.0.1",
-            port=_env_int("DYN_TCP_RPC_PORT", 0),
-            codec=PayloadCodec.JSON if codec == "json" else PayloadCodec.MSGPACK,
-            max_message_size=_env_int("DYN_TCP_MAX_MESSAGE_SIZE", DEFAULT_MAX_MESSAGE_SIZE),
-            max_concurrency=_env_int("DYN_TCP_WORKER_POOL_SIZE", 10_000),
-            queue_size=_env_int("DYN_TCP_WORK_QUEUE_SIZE", 40_000),
-            nats_url=os.environ.get("NATS_SERVER") or "nats://127.0.0.1:4222",
-            http_host=os.environ.get("DYN_HTTP_RPC_HOST") or "127.0.0.1",
-            http_port=_env_int("DYN_HTTP_RPC_PORT", 0),
-            http_root=os.environ.get("DYN_HTTP_RPC_ROOT_PATH") or "/v1/rpc",
-            http_body_limit=_env_int("RP_HTTP_BODY_LIMIT", 2 * 1024 * 1024),
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WorkerConfig:
+        """Defaults, overridden by the variables a Dynamo worker reads, overridden by ``overrides``."""
+        return cfg.from_environment(cls, overrides, environ)
 
 
 @dataclass
@@ -94,18 +104,21 @@ class Worker:
         namespace: str,
         component: str,
         *,
-        plane: str = "tcp",
+        plane: str | None = None,
         discovery: FileDiscovery | None = None,
         config: WorkerConfig | None = None,
         instance_id: int | None = None,
     ) -> None:
+        """``config`` defaults to the environment (:meth:`WorkerConfig.from_env`); ``plane`` overrides it."""
         for name in (namespace, component):
             if not NAME_PATTERN.match(name):
                 raise ValueError(f"invalid name {name!r}: use [a-z0-9_-]")
         self.namespace = namespace
         self.component = component
-        self.plane = plane
-        self.config = config or WorkerConfig()
+        self.config = config if config is not None else WorkerConfig.from_env()
+        if plane is not None:
+            self.config = dataclasses.replace(self.config, plane=plane)  # validated again
+        self.plane = self.config.plane
         self.discovery = discovery or FileDiscovery()
         self.instance_id = instance_id if instance_id is not None else secrets.randbits(64)
         self._endpoints: dict[str, _Endpoint] = {}
@@ -252,7 +265,8 @@ class Worker:
         try:
             items = await _start_handler(endpoint.handler, request, context)
         except Exception as exc:  # the handler refused the request: a prologue error
-            await connection.send(connection.stream.prologue(error=f"{type(exc).__name__}: {exc}"))
+            message = error_kinds.describe(exc)
+            await connection.send(connection.stream.prologue(message, error_kinds.prologue_typed_error(message)))
             await connection.send(connection.stream.sentinel())
             return True
         await connection.send(connection.stream.prologue())
@@ -278,10 +292,15 @@ class Worker:
                     item = await items.__anext__()
                 except StopAsyncIteration:
                     return
-                except (asyncio.CancelledError, TransportError):
+                except TransportError:
                     raise
+                except asyncio.CancelledError as exc:
+                    if _being_cancelled():
+                        raise  # stop, kill or shutdown: the pump itself is cancelled
+                    await connection.send_item(_error_item_for(exc))  # the handler raised it on its own
+                    return
                 except Exception as exc:  # a failure mid-stream is an in-stream error item
-                    await connection.send_item(annotated.error_item(f"{type(exc).__name__}: {exc}"))
+                    await connection.send_item(_error_item_for(exc))
                     return
                 if wrap:
                     item = annotated.wrap(item)
@@ -298,6 +317,16 @@ class Worker:
                     await aclose()
                 except Exception:
                     log.debug("handler raised while closing", exc_info=True)
+
+
+def _error_item_for(exc: BaseException) -> dict[str, Any]:
+    """The handler's exception as an error item classified as Dynamo does (``ValueError`` -> InvalidArgument)."""
+    return annotated.error_item(error_kinds.describe(exc), error_kinds.classify(exc))
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def _start_handler(handler: Handler, request: Any, context: RequestContext) -> AsyncIterator[Any]:

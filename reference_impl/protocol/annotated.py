@@ -9,8 +9,10 @@ and lets the reference caller read Dynamo's Python workers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from reference_impl.protocol.error_kinds import BackendErrorType, ErrorDetails, details_of, error_object
 
 ERROR_EVENT = "error"
 
@@ -19,18 +21,16 @@ def wrap(value: Any) -> dict[str, Any]:
     return {"data": value}
 
 
-def error_item(message: str, error_type: Any = None) -> dict[str, Any]:
-    """An in-stream error, in the ``DynamoError`` shape Dynamo >= 1.2 emits."""
-    return {
-        "event": ERROR_EVENT,
-        "error": {"error_type": error_type or {"Backend": "Unknown"}, "message": message},
-    }
+def error_item(message: str, error_type: BackendErrorType = BackendErrorType.UNKNOWN) -> dict[str, Any]:
+    """An in-stream error, in the ``DynamoError`` shape Dynamo 1.6.1 emits (see ``error_kinds``)."""
+    return {"event": ERROR_EVENT, "error": error_object(message, error_type)}
 
 
 @dataclass(frozen=True, slots=True)
 class Unwrapped:
     data: Any
     error: str | None
+    details: ErrorDetails | None = field(default=None, compare=False)  # class, type, reason of an error
 
 
 def unwrap(item: Any) -> Unwrapped:
@@ -42,7 +42,8 @@ def unwrap(item: Any) -> Unwrapped:
     if not isinstance(item, dict):
         return Unwrapped(item, None)
     if item.get("event") == ERROR_EVENT or item.get("error") is not None:
-        return Unwrapped(None, _error_message(item))
+        message = _error_message(item)
+        return Unwrapped(None, message, details_of(item.get("error"), message))
     return Unwrapped(item.get("data"), None)
 
 

@@ -61,6 +61,7 @@ class PendingResponse:
         self._prologue: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._wakeup: asyncio.Future[None] | None = None
         self._cancel_requested: str | None = None
+        self._dropped = False
         self.registered_at = time.monotonic()
         self.connected_at: float | None = None
         self.complete = False
@@ -80,6 +81,8 @@ class PendingResponse:
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, ItemReceived):
+            if self._dropped:
+                return  # nobody will read it
             self._items.append(event.data)
             if len(self._items) >= HIGH_WATER_ITEMS and self.connection is not None:
                 self.connection.pause_reading()
@@ -198,6 +201,21 @@ class PendingResponse:
             if self.connection is not None:
                 self.connection.close()
             self._wake()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def drop(self, grace: float) -> None:
+        """The consumer is gone without a word: ``stop`` now, ``kill`` if the stream still runs after ``grace`` s."""
+        if self._ended or self._dropped:
+            return
+        self._dropped = True
+        self._items.clear()
+        if self.connection is not None:
+            self.connection.resume_reading()
+        self.cancel("stop")
+        asyncio.get_running_loop().call_later(grace, self.cancel, "kill")
 
     def abandon(self) -> None:
         """The consumer went away: kill the stream if it is still running."""

@@ -1,0 +1,55 @@
+"""The implementation as a caller: a stream nobody reads any more must be cancelled.
+
+Checked from what the probe worker receives on the call-home connection while
+it streams ``slow`` (an item every 50 ms for 20 s): a caller that ignores the
+drop lets it run to the end, one that notices sends ``stop`` or ``kill``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from fixtures.probes.probe_worker import ProbeWorker
+from fixtures.roles import CallerUnderTest
+
+NOTICE_WITHIN_S = 2.0  # RS-CALLER-DROP / RS-CALLER-TASK-CANCEL: first stop/kill after the consumer let go
+CLOSE_WITHIN_S = 10.0  # ... and the call-home connection closed
+SLOW_STREAM = {"interval": 0.05, "count": 400}
+
+
+async def _abandon(impl_caller: CallerUnderTest, probe_worker: ProbeWorker, mode: str) -> None:
+    answer = await impl_caller.call(
+        probe_worker.endpoint("slow"), dict(SLOW_STREAM), cancel={"after_items": 2, "mode": mode}, deadline=15.0
+    )
+    let_go_by = time.monotonic()  # the adapter answered: the consumer had let go before this
+    assert answer["outcome"] == "cancelled", answer
+    assert [item["seq"] for item in answer["items"]] == [0, 1], answer
+    (received,) = await probe_worker.wait_for_requests(1)
+    activity = received.activity
+    while not activity.controls and time.monotonic() < let_go_by + NOTICE_WITHIN_S:
+        await asyncio.sleep(0.02)
+    words = activity.control_words()
+    assert words and words[0] in ("stop", "kill"), (
+        f"no stop/kill within {NOTICE_WITHIN_S}s of the consumer letting go ({mode}): the worker keeps streaming; "
+        f"controls {words}, caller closed: {activity.caller_closed_at is not None}"
+    )
+    notice_s = activity.controls[0][0] - let_go_by
+    assert notice_s < NOTICE_WITHIN_S, f"{words[0]!r} came {notice_s:.2f}s after the consumer let go"
+    await asyncio.wait_for(received.done.wait(), CLOSE_WITHIN_S + 5.0)
+    assert activity.caller_closed_at is not None, f"the call-home connection was left open (controls {words})"
+    assert activity.caller_closed_at - let_go_by < CLOSE_WITHIN_S, (
+        f"the call-home connection closed {activity.caller_closed_at - let_go_by:.1f}s after the consumer let go"
+    )
+
+
+@pytest.mark.req("RS-CALLER-DROP")
+async def test_releasing_a_stream_cancels_it(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
+    await _abandon(impl_caller, probe_worker, "drop")
+
+
+@pytest.mark.req("RS-CALLER-TASK-CANCEL")
+async def test_cancelling_the_reading_task_cancels_the_stream(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
+    await _abandon(impl_caller, probe_worker, "cancel_task")
