@@ -174,6 +174,9 @@ async def test_request_over_max_payload_fails_clearly(
     assert small["outcome"] == "complete" and small["items"] == [{"blob": "ok"}], small
 
 
+NATS_REQUEST_TIMEOUT_S = 10.0  # the NATS clients' default request timeout (async-nats, nats-py): the stand-in to beat
+
+
 def _nats_header_size(headers: dict[str, str]) -> int:
     """Bytes the NATS protocol spends on these headers (``NATS/1.0`` line, one line each, blank line)."""
     return len(b"NATS/1.0\r\n") + sum(len(k) + 2 + len(v) + 2 for k, v in headers.items()) + 2
@@ -211,7 +214,8 @@ async def test_headers_count_towards_max_payload(
             if answer["outcome"] == "complete":
                 assert answer["items"] == [{"blob": blob}], f"payload of {payload_size} bytes arrived changed"
             else:
-                assert_prompt_failure(answer, f"a request of {payload_size} bytes + {header_size} of headers")
+                what = f"a request of {payload_size} bytes + {header_size} of headers"
+                assert_prompt_failure(answer, what, within=NATS_REQUEST_TIMEOUT_S - 2.0)
         small = await caller.call(worker.endpoint("echo"), {"blob": "ok"}, deadline=20.0)
     finally:
         await worker.close()

@@ -137,7 +137,12 @@ class RunResult:
 
     @property
     def certified(self) -> bool | None:
-        return None if self.report is None else bool(self.report["summary"]["certified"])
+        """Certified within the run's scope (its role and planes): no MUST failed or errored.
+
+        The report's own ``certified`` is false for any run limited by ``--planes`` or ``--req`` (the rest
+        reads not-run), so it cannot tell a caught entry from a missed one here.
+        """
+        return None if self.report is None else not self.failed_musts
 
     @property
     def imported_from(self) -> str:

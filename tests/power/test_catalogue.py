@@ -2,7 +2,7 @@
 
 The patches must still apply to today's ``reference_impl`` (exactly once each).  Then each entry runs
 the suite with ``--req <its requirements> --planes <its planes>`` against the mutant in a child pytest,
-several at a time (``RP_POWER_JOBS``, default 4: the child runs mostly wait on the network), and its
+several at a time (``RP_POWER_JOBS``, default 8: the child runs mostly wait on the network), and its
 JSON report must show those requirements failed.
 """
 
@@ -22,7 +22,7 @@ from tests.power import catalogue
 from tests.power.catalogue import Entry, RunResult
 
 ENTRIES = catalogue.load()
-JOBS = int(os.environ.get("RP_POWER_JOBS", "4"))
+JOBS = int(os.environ.get("RP_POWER_JOBS", "8"))
 
 
 def test_the_catalogue_is_broad_enough():
