@@ -90,8 +90,14 @@ async def test_a_thousand_items_arrive_in_order_exactly_once(impl_worker: Worker
 async def test_items_of_every_shape_arrive_exactly(
     impl_worker: WorkerUnderTest, wire_client: WireClient, codec: PayloadCodec
 ):
-    """Falsy, nested, unicode and large values in the request, each streamed back as one item."""
-    result = await wire_client.call(impl_worker.record("each"), {"values": VARIED_VALUES}, codec=codec)
+    """Falsy, nested, unicode and large values in the request, each streamed back as one item.
+
+    JSON always (every worker reads it); msgpack where the worker advertises it.
+    """
+    record = impl_worker.record("each")
+    if codec is PayloadCodec.MSGPACK and record.request_plane_codec != codec.value:
+        pytest.skip(f"not applicable: the worker advertises {record.request_plane_codec or 'no codec (JSON)'}")
+    result = await wire_client.call(record, {"values": VARIED_VALUES}, codec=codec)
     assert result.ack == b""
     assert not result.errors(), result.errors()
     assert_same_values(result.values(), VARIED_VALUES, f"items of a {codec.value} request")
