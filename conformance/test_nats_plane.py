@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from fixtures.judge.routing import nats_service_name, nats_subject
+from fixtures.failures import assert_prompt_failure
 from fixtures.nats_server import NatsServer
 from fixtures.probes.callhome_recorder import CallHomeRecorder
 from fixtures.probes.probe_worker import ProbeWorker
@@ -147,7 +148,7 @@ async def test_worker_serves_many_concurrent_requests_intact(impl_worker: Worker
 async def test_rejection_reply_fails_the_call(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
     answer = await impl_caller.call(probe_worker.endpoint("reject_overloaded"), {"n": 1}, deadline=8.0)
     assert answer["outcome"] == "error", f"a rejection reply was taken as an ACK: {answer}"
-    assert answer["elapsed_s"] < 3.0
+    assert_prompt_failure(answer, "a rejection reply")
 
 
 @pytest.mark.robustness
@@ -170,6 +171,55 @@ async def test_request_over_max_payload_fails_clearly(
     assert too_big["error"]["kind"] != "timeout", "the caller hung on an oversized request"
     assert too_big["elapsed_s"] < 12.0
     assert not worker.received or all(len(r.frame.payload) <= server.max_payload for r in worker.received)
+    assert small["outcome"] == "complete" and small["items"] == [{"blob": "ok"}], small
+
+
+NATS_REQUEST_TIMEOUT_S = 10.0  # the NATS clients' default request timeout (async-nats, nats-py): the stand-in to beat
+
+
+def _nats_header_size(headers: dict[str, str]) -> int:
+    """Bytes the NATS protocol spends on these headers (``NATS/1.0`` line, one line each, blank line)."""
+    return len(b"NATS/1.0\r\n") + sum(len(k) + 2 + len(v) + 2 for k, v in headers.items()) + 2
+
+
+@pytest.mark.robustness
+@pytest.mark.req("NATS-MAX-PAYLOAD")
+async def test_headers_count_towards_max_payload(
+    impl_caller_factory: Callable[..., Awaitable[CallerUnderTest]],
+    make_probe_worker: Callable[..., ProbeWorker],
+    nats_server_factory: NatsServerFactory,
+):
+    """The server limits headers + payload: requests whose payload alone fits, but not with the headers.
+
+    The caller's envelope and headers are its own, so the suite measures them on a small request and
+    then walks the payload size across the band where only the headers take a request over.  Each
+    request either arrives whole or fails at once; none may wait for an ACK that cannot come.
+    """
+    server = await _fresh_server(nats_server_factory, max_payload=64 * 1024)
+    caller = await impl_caller_factory(env={"NATS_SERVER": server.url})
+    worker = make_probe_worker(caller.discovery, nats_url=server.url)
+    await worker.start()
+    try:
+        probe_size = 1000
+        first = await caller.call(worker.endpoint("echo"), {"blob": "m" * probe_size})
+        assert first["outcome"] == "complete", first
+        (measured,) = await worker.wait_for_requests(1)
+        overhead = len(measured.frame.payload) - probe_size
+        header_size = _nats_header_size(json.loads(measured.frame.headers_raw))
+        answers = []
+        for payload_size in range(server.max_payload - header_size - 64, server.max_payload + 1, 24):
+            blob = "h" * (payload_size - overhead)
+            answer = await caller.call(worker.endpoint("echo"), {"blob": blob}, deadline=20.0)
+            answers.append((payload_size, answer["outcome"]))
+            if answer["outcome"] == "complete":
+                assert answer["items"] == [{"blob": blob}], f"payload of {payload_size} bytes arrived changed"
+            else:
+                what = f"a request of {payload_size} bytes + {header_size} of headers"
+                assert_prompt_failure(answer, what, within=NATS_REQUEST_TIMEOUT_S - 2.0)
+        small = await caller.call(worker.endpoint("echo"), {"blob": "ok"}, deadline=20.0)
+    finally:
+        await worker.close()
+    assert any(outcome == "error" for _, outcome in answers), f"no request of the band failed: {answers}"
     assert small["outcome"] == "complete" and small["items"] == [{"blob": "ok"}], small
 
 

@@ -15,6 +15,7 @@ from fixtures.judge.control import CallHomeHandshake
 from fixtures.judge.transcript import FinalReceived, ItemReceived, PrologueReceived, SentinelReceived
 from fixtures.judge.two_part import xxh3_64
 from fixtures.judge.words import ControlWord, FrameKind
+from fixtures.item_shapes import VARIED_VALUES, assert_same_values
 from fixtures.probes.callhome_recorder import CallHomeSession, Transcript
 from fixtures.probes.wire_client import ProbeResult, WireClient
 from fixtures.roles import WorkerUnderTest
@@ -81,6 +82,25 @@ async def test_envelopes_with_zero_or_valid_checksum_are_accepted(
 async def test_a_thousand_items_arrive_in_order_exactly_once(impl_worker: WorkerUnderTest, wire_client: WireClient):
     result = await wire_client.call(impl_worker.record("stream"), {"count": 1000, "size": 100}, timeout=30.0)
     assert [v["seq"] for v in result.values()] == list(range(1000))
+    assert result.events[-3:] == ["FinalReceived", "SentinelReceived", "closed_complete"]
+
+
+@pytest.mark.req("RS-ITEMS")
+@pytest.mark.parametrize("codec", [PayloadCodec.JSON, PayloadCodec.MSGPACK], ids=["json", "msgpack"])
+async def test_items_of_every_shape_arrive_exactly(
+    impl_worker: WorkerUnderTest, wire_client: WireClient, codec: PayloadCodec
+):
+    """Falsy, nested, unicode and large values in the request, each streamed back as one item.
+
+    JSON always (every worker reads it); msgpack where the worker advertises it.
+    """
+    record = impl_worker.record("each")
+    if codec is PayloadCodec.MSGPACK and record.request_plane_codec != codec.value:
+        pytest.skip(f"not applicable: the worker advertises {record.request_plane_codec or 'no codec (JSON)'}")
+    result = await wire_client.call(record, {"values": VARIED_VALUES}, codec=codec)
+    assert result.ack == b""
+    assert not result.errors(), result.errors()
+    assert_same_values(result.values(), VARIED_VALUES, f"items of a {codec.value} request")
     assert result.events[-3:] == ["FinalReceived", "SentinelReceived", "closed_complete"]
 
 

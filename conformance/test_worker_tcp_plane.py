@@ -203,24 +203,38 @@ async def limited_worker(impl_worker_factory: Callable[..., Awaitable[WorkerUnde
     return await impl_worker_factory(env={"DYN_TCP_MAX_MESSAGE_SIZE": str(LIMIT)}, endpoints=["sink", "echo"])
 
 
-def _sink_frame_of_size(wire_client: WireClient, record: InstanceRecord, total: int) -> tuple[ProbeRequest, bytes, int]:
-    """A sink request whose whole frame is exactly ``total`` bytes."""
+# The limit covers the whole frame: it is reached through the payload, or through large headers
+# with a payload that alone fits.  Both must be judged the same.
+GROWN_BY = {"payload": 0, "headers": 60_000}  # bytes of padding header (headers_len is a u16)
+
+
+def _sink_frame_of_size(
+    wire_client: WireClient, record: InstanceRecord, total: int, header_pad: int = 0
+) -> tuple[ProbeRequest, bytes, int]:
+    """A sink request whose whole frame is exactly ``total`` bytes (``header_pad`` of them in a header)."""
     blob_len = total // 2
     for _ in range(4):
         probe = wire_client.prepare(record, {"blob": "b" * blob_len})
+        if header_pad:
+            probe.headers["x-padding"] = "p" * header_pad
         size = len(WireClient.tcp_frame(record, probe))
         probe.session.cancel()
         blob_len += total - size
     probe = wire_client.prepare(record, {"blob": "b" * blob_len})
+    if header_pad:
+        probe.headers["x-padding"] = "p" * header_pad
     frame = WireClient.tcp_frame(record, probe)
     assert len(frame) == total
     return probe, frame, blob_len
 
 
 @pytest.mark.req("TCP-SIZE-AT-LIMIT")
-async def test_frame_exactly_at_the_limit_is_accepted(limited_worker: WorkerUnderTest, wire_client: WireClient):
+@pytest.mark.parametrize("grown_by", GROWN_BY)
+async def test_frame_exactly_at_the_limit_is_accepted(
+    limited_worker: WorkerUnderTest, wire_client: WireClient, grown_by: str
+):
     record = limited_worker.record("sink")
-    probe, frame, blob_len = _sink_frame_of_size(wire_client, record, LIMIT)
+    probe, frame, blob_len = _sink_frame_of_size(wire_client, record, LIMIT, GROWN_BY[grown_by])
     connection = await RawRequestConnection.to(record)
     try:
         await connection.send(frame)
@@ -233,12 +247,15 @@ async def test_frame_exactly_at_the_limit_is_accepted(limited_worker: WorkerUnde
 
 @pytest.mark.robustness
 @pytest.mark.req("TCP-SIZE-LIMIT")
+@pytest.mark.parametrize("grown_by", GROWN_BY)
 async def test_oversized_frame_is_refused_from_its_length_fields(
-    limited_worker: WorkerUnderTest, wire_client: WireClient
+    limited_worker: WorkerUnderTest, wire_client: WireClient, grown_by: str
 ):
     """Only the length fields are sent: the refusal must not wait for the payload."""
     record = limited_worker.record("sink")
-    probe, frame, _ = _sink_frame_of_size(wire_client, record, LIMIT + 1)
+    probe, frame, _ = _sink_frame_of_size(wire_client, record, LIMIT + 1, GROWN_BY[grown_by])
+    if grown_by == "headers":
+        assert len(probe.payload) + 8 < LIMIT, "the payload alone must fit: only the headers take it over"
     path_len = int.from_bytes(frame[:2], "big")
     headers_len = int.from_bytes(frame[2 + path_len : 4 + path_len], "big")
     prefix = frame[: 8 + path_len + headers_len]
@@ -300,12 +317,21 @@ async def test_bad_connections_do_not_disturb_a_concurrent_stream(
     oversize = encode_request("x", {}, b"")[:-4] + U32.pack(0xFFFFFFF0)  # declares ~4 GiB
     truncated = WireClient.tcp_frame(record, wire_client.prepare(record, {}))[:40]
     garbage = bytes(range(256)) * 16
+    echo = impl_worker.record("echo")
+    bystander = await RawRequestConnection.to(echo)  # a well-behaved connection open all along
     await asyncio.gather(
         _send_and_drop(record, garbage),
         _send_and_drop(record, truncated),
         _send_and_drop(record, oversize),
         _send_and_drop(record, b"GET / HTTP/1.1\r\nHost: worker\r\n\r\n"),
     )
+    late = wire_client.prepare(echo, {"bystander": True})
+    try:
+        await bystander.send(WireClient.tcp_frame(echo, late))
+        assert await bystander.read_ack(5.0) == b"", "a connection open during the bad ones was closed or refused"
+    finally:
+        bystander.close()
+    assert await _stream_values(wire_client, late) == [{"bystander": True}]
     values = await good_stream
     assert [v["seq"] for v in values] == list(range(3000)), "the concurrent stream lost, duplicated or reordered items"
     after = await wire_client.call(impl_worker.record("echo"), {"still": "alive"})

@@ -78,6 +78,19 @@ def test_untested_requirements_are_listed_as_not_run(pytester: pytest.Pytester) 
     assert document["summary"]["complete"] is False
 
 
+def test_req_runs_only_the_tests_citing_those_requirements_and_is_never_certified(pytester: pytest.Pytester) -> None:
+    source = TESTS.replace("assert False", "assert True")  # both pass: only the selection can refuse it
+    result, document, _ = _run(pytester, source, "--req", "TCP-ACK-EMPTY")
+    result.assert_outcomes(passed=1, deselected=1)
+    verdicts = _verdicts(document)
+    assert verdicts["TCP-ACK-EMPTY"] == "pass"
+    assert verdicts["TCP-INVALID-PATH"] == "not-run"
+    assert document["summary"]["certified"] is False
+    unknown = pytester.runpytest_subprocess("-p", "fixtures.plugin", "--req", "NO-SUCH-ID")
+    assert unknown.ret == pytest.ExitCode.USAGE_ERROR
+    unknown.stderr.fnmatch_lines(["*--req names unknown requirement(s)*NO-SUCH-ID*"])
+
+
 def test_expected_failures_are_marked_and_an_unexpected_pass_fails(pytester: pytest.Pytester) -> None:
     expectations = pytester.path / "expected.toml"
     expectations.write_text(

@@ -1,0 +1,281 @@
+"""The catalogue of known-bad implementations (``catalogue.toml``) and how one is run.
+
+Each entry is a planted bug in a copy of ``reference_impl`` (one exact find/replace on one file) or
+a fault of :mod:`tests.power.faulty_adapter`, and names the requirements that must catch it.  Running
+an entry means: copy and patch, then run the conformance suite in a child pytest against
+``faulty_adapter.py`` pointed at the copy, and read the JSON report it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+CATALOGUE = Path(__file__).with_name("catalogue.toml")
+ADAPTER = Path(__file__).with_name("faulty_adapter.py")
+ROLES = ("worker", "caller")
+PLANES = ("tcp", "nats", "http")
+CATCH_LEVELS = ("MUST", "SHOULD")
+RUN_TIMEOUT_S = 900.0  # one child suite run; a hang is a failure naming the entry, never a stalled run
+
+
+class CatalogueError(ValueError):
+    """A malformed entry, or a patch that no longer applies to today's reference_impl."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    description: str
+    role: str
+    planes: tuple[str, ...]
+    requirements: tuple[str, ...]
+    catch: str  # MUST: the run must end certified: false; SHOULD: a declared SHOULD-level catch
+    file: str | None = None  # path under reference_impl/ of the planted bug
+    find: str | None = None
+    replace: str | None = None
+    fault: str | None = None  # or: a fault of the faulty adapter
+
+    @property
+    def kind(self) -> str:
+        return "patch" if self.file else "fault"
+
+
+def load(path: Path = CATALOGUE) -> list[Entry]:
+    document = tomllib.loads(path.read_text())
+    entries = [_entry(raw) for raw in document.get("entry", [])]
+    ids = [e.id for e in entries]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise CatalogueError(f"duplicate entry ids {duplicates}")
+    return entries
+
+
+def _entry(raw: dict[str, Any]) -> Entry:
+    name = raw.get("id", "<no id>")
+    entry = Entry(
+        id=name,
+        description=raw.get("description", ""),
+        role=raw.get("role", ""),
+        planes=tuple(raw.get("planes", ())),
+        requirements=tuple(raw.get("requirements", ())),
+        catch=raw.get("catch", "MUST"),
+        file=raw.get("file"),
+        find=raw.get("find"),
+        replace=raw.get("replace"),
+        fault=raw.get("fault"),
+    )
+    problems = []
+    if not entry.description:
+        problems.append("no description")
+    if entry.role not in ROLES:
+        problems.append(f"role {entry.role!r} is not one of {ROLES}")
+    if not entry.planes or set(entry.planes) - set(PLANES):
+        problems.append(f"planes {entry.planes} must be a non-empty subset of {PLANES}")
+    if not entry.requirements:
+        problems.append("names no requirement")
+    if entry.catch not in CATCH_LEVELS:
+        problems.append(f"catch {entry.catch!r} is not one of {CATCH_LEVELS}")
+    if bool(entry.file) == bool(entry.fault):
+        problems.append("needs exactly one of file (+find/replace) or fault")
+    if entry.file and (entry.find is None or entry.replace is None or entry.find == entry.replace):
+        problems.append("a patch needs find and a different replace")
+    if problems:
+        raise CatalogueError(f"catalogue entry {name}: {'; '.join(problems)}")
+    return entry
+
+
+def patched_source(entry: Entry, source_root: Path = REPOSITORY) -> str:
+    """The patched text of the entry's file; the find text must occur exactly once in today's file."""
+    assert entry.file and entry.find is not None and entry.replace is not None
+    path = source_root / "reference_impl" / entry.file
+    if not path.is_file():
+        raise CatalogueError(f"entry {entry.id}: reference_impl/{entry.file} does not exist")
+    text = path.read_text()
+    count = text.count(entry.find)
+    if count != 1:
+        raise CatalogueError(
+            f"entry {entry.id}: its find text occurs {count} times in reference_impl/{entry.file} "
+            f"(must be exactly once): update the entry to today's code\n--- find ---\n{entry.find}"
+        )
+    return text.replace(entry.find, entry.replace)
+
+
+def make_copy(entry: Entry, directory: Path) -> Path | None:
+    """A patched copy of reference_impl under ``directory`` (None for a fault entry): the import root."""
+    if entry.file is None:
+        return None
+    root = directory / "impl"
+    shutil.copytree(
+        REPOSITORY / "reference_impl", root / "reference_impl", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (root / "reference_impl" / entry.file).write_text(patched_source(entry))
+    return root
+
+
+@dataclass
+class RunResult:
+    entry: Entry
+    report: dict[str, Any] | None
+    returncode: int
+    elapsed_s: float
+    output_tail: str
+    copy_root: Path | None = None
+    failed_musts: list[str] = field(default_factory=list)
+    failed_shoulds: list[str] = field(default_factory=list)
+    failing_tests: list[str] = field(default_factory=list)
+
+    @property
+    def certified(self) -> bool | None:
+        """Certified within the run's scope (its role and planes): no MUST failed or errored.
+
+        The report's own ``certified`` is false for any run limited by ``--planes`` or ``--req`` (the rest
+        reads not-run), so it cannot tell a caught entry from a missed one here.
+        """
+        return None if self.report is None else not self.failed_musts
+
+    @property
+    def imported_from(self) -> str:
+        return str(((self.report or {}).get("implementation") or {}).get("reported_name") or "")
+
+    def caught(self) -> list[str]:
+        """The entry's requirements that this run failed."""
+        return [r for r in self.entry.requirements if r in self.failed_musts + self.failed_shoulds]
+
+
+FAILED_VERDICTS = ("fail", "error")
+
+
+def run(
+    entry: Entry,
+    directory: Path,
+    *,
+    requirements: tuple[str, ...] | None = None,
+    python: str = sys.executable,
+    timeout: float = RUN_TIMEOUT_S,
+) -> RunResult:
+    """Run the suite (only ``requirements``, or all of it) against the entry, on its planes and role."""
+    root = make_copy(entry, directory)
+    returncode, output, elapsed, report = run_suite(
+        directory,
+        impl_root=root,
+        fault=entry.fault,
+        roles=(entry.role,),
+        planes=entry.planes,
+        requirements=requirements,
+        python=python,
+        timeout=timeout,
+    )
+    result = RunResult(entry, report, returncode, elapsed, "\n".join(output.splitlines()[-25:]), root)
+    result.failed_musts, result.failed_shoulds, result.failing_tests = failures_of(report)
+    return result
+
+
+def run_suite(
+    directory: Path,
+    *,
+    impl_root: Path | None,
+    fault: str | None = None,
+    roles: tuple[str, ...] = ROLES,
+    planes: tuple[str, ...] = PLANES,
+    requirements: tuple[str, ...] | None = None,
+    python: str = sys.executable,
+    timeout: float = RUN_TIMEOUT_S,
+    extra_args: tuple[str, ...] = (),
+) -> tuple[int, str, float, dict[str, Any] | None]:
+    """One child pytest of the suite against the faulty adapter: exit code, output, seconds, JSON report."""
+    report_dir = directory / "reports"
+    command = [
+        python,
+        "-m",
+        "pytest",
+        "conformance",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--impl",
+        "faulty",
+        "--impl-cmd",
+        shlex.join([python, str(ADAPTER)]),
+        "--planes",
+        ",".join(planes),
+        "--report-dir",
+        str(report_dir),
+        "--basetemp",
+        str(directory / "tmp"),
+        *extra_args,
+    ]
+    if requirements:
+        command += ["--req", ",".join(requirements)]
+    env = {
+        **os.environ,
+        "RP_POWER_ROLES": ",".join(roles),
+        "RP_POWER_FAULT": fault or "",
+        "RP_POWER_IMPL_ROOT": str(impl_root) if impl_root else "",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    started = time.monotonic()
+    try:
+        completed = subprocess.run(
+            command, cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        output, returncode = completed.stdout + completed.stderr, completed.returncode
+    except subprocess.TimeoutExpired as exc:
+        output = f"{_text(exc.stdout)}{_text(exc.stderr)}\nTIMEOUT after {timeout}s"
+        returncode = -1
+    elapsed = time.monotonic() - started
+    report_path = report_dir / "conformance-faulty.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else None
+    return returncode, output, elapsed, report
+
+
+def _text(data: str | bytes | None) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
+
+
+def failures_of(report: dict[str, Any] | None) -> tuple[list[str], list[str], list[str]]:
+    """Failed MUST requirements, failed SHOULD requirements, and the tests that failed them."""
+    musts: list[str] = []
+    shoulds: list[str] = []
+    tests: set[str] = set()
+    for verdict in (report or {}).get("requirements", []):
+        if verdict["verdict"] in FAILED_VERDICTS:
+            (musts if verdict["level"] == "MUST" else shoulds).append(verdict["id"])
+            tests.update(t["nodeid"] for t in verdict["tests"] if t["outcome"] in ("failed", "error") and t["nodeid"])
+    return musts, shoulds, sorted(tests)
+
+
+def rejected_as_declared(result: RunResult, *, full_suite: bool) -> str | None:
+    """None when the run rejected the entry as it declares; otherwise why not.
+
+    Always: the report exists, the patched copy is what ran, and every named requirement failed.
+    A MUST-level entry must fail a MUST it names; on the full suite it must also end certified: false.
+    """
+    entry = result.entry
+    if result.report is None:
+        return f"no report (exit {result.returncode}):\n{result.output_tail}"
+    if result.copy_root is not None and f"impl={result.copy_root}{os.sep}" not in result.imported_from:
+        return f"the adapter did not run the patched copy under {result.copy_root}: {result.imported_from!r}"
+    if entry.fault is not None and f"fault={entry.fault} " not in result.imported_from:
+        return f"the adapter did not run with fault {entry.fault}: {result.imported_from!r}"
+    missed = [r for r in entry.requirements if r not in result.caught()]
+    if missed:
+        return (
+            f"requirements {missed} were not failed (failed MUST {result.failed_musts}, "
+            f"SHOULD {result.failed_shoulds})\n{result.output_tail}"
+        )
+    if entry.catch == "MUST" and not set(entry.requirements) & set(result.failed_musts):
+        return f"declared a MUST-level catch, but only SHOULDs failed: {result.failed_shoulds}"
+    if full_suite and entry.catch == "MUST" and result.certified is not False:
+        return f"declared a MUST-level catch but the full run is certified: {result.certified}"
+    return None
