@@ -58,3 +58,16 @@ def test_broken_targets_are_error_columns_and_the_rest_is_kept(tmp_path: Path, m
     assert html.count('class="col-error"') == 4
     assert "<script>" in html and "http://" not in html and "https://" not in html  # self-contained
     assert "| broken | error: " in (tmp_path / "out" / "matrix.md").read_text()
+
+
+def test_a_column_whose_must_divergences_are_all_listed_reads_explained() -> None:
+    from fixtures.matrix.document import column_verdict
+
+    def column(certified: bool, **must: int) -> dict[str, object]:
+        return {"status": "ran", "certified": certified, "summary": {"MUST": must}}
+
+    assert column_verdict(column(True, **{"pass": 60})) == "certified"
+    assert column_verdict(column(False, **{"pass": 50, "expected-fail": 10})) == "explained"
+    assert column_verdict(column(False, **{"pass": 50, "expected-fail": 9, "fail": 1})) == "not certified"
+    assert column_verdict(column(False, **{"pass": 50, "expected-fail": 9, "not-run": 1})) == "not certified"
+    assert column_verdict({"status": "error"}) == "error"
