@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -47,14 +48,27 @@ async def test_record_files_are_named_by_the_escaped_key(impl_worker: WorkerUnde
         assert re.fullmatch(r"[A-Za-z0-9%]+", name)
 
 
-@pytest.mark.req("DISC-TCP-ADDRESS")
+def _legacy_instance_path(endpoint: EndpointId, instance_id: int) -> str:
+    """Revisions before 1.6: ``{instance_id:x}/{endpoint}``."""
+    return f"{instance_id:x}/{endpoint.endpoint}"
+
+
 @pytest.mark.planes("tcp")
-async def test_tcp_address_names_the_instance_path(impl_worker: WorkerUnderTest):
+@pytest.mark.parametrize(
+    "expected_path",
+    [
+        pytest.param(instance_path, marks=pytest.mark.req("DISC-TCP-ADDRESS"), id="rev1.6"),
+        pytest.param(_legacy_instance_path, marks=pytest.mark.req("DISC-TCP-ADDRESS-LEGACY"), id="rev0.7"),
+    ],
+)
+async def test_tcp_address_names_the_instance_path(
+    impl_worker: WorkerUnderTest, expected_path: Callable[[EndpointId, int], str]
+):
     for document in _record_files(impl_worker).values():
         address = document["transport"]["tcp"]  # type: ignore[index]
         target = parse_tcp_transport(address)
         endpoint = EndpointId(document["namespace"], document["component"], document["endpoint"])  # type: ignore[arg-type]
-        assert target.path == instance_path(endpoint, document["instance_id"])  # type: ignore[arg-type]
+        assert target.path == expected_path(endpoint, document["instance_id"])  # type: ignore[arg-type]
         assert target.host == "127.0.0.1", "the suite asked for loopback (DYN_TCP_RPC_HOST)"
         _, writer = await asyncio.wait_for(asyncio.open_connection(target.host, target.port), 5.0)
         writer.close()

@@ -26,6 +26,11 @@ from fixtures.roles import WorkerUnderTest
 pytestmark = pytest.mark.planes("tcp")
 
 UNAVAILABLE = b"Server unavailable:"
+# The ACK an unknown endpoint gets, per protocol revision (each its own requirement).
+UNKNOWN_ENDPOINT_ACKS = [
+    pytest.param(UNAVAILABLE, marks=pytest.mark.req("TCP-UNKNOWN-ENDPOINT"), id="rev1.6"),
+    pytest.param(b"Unknown endpoint:", marks=pytest.mark.req("TCP-UNKNOWN-ENDPOINT-LEGACY"), id="rev0.7"),
+]
 
 
 async def _stream_values(wire_client: WireClient, probe: ProbeRequest, timeout: float = 10.0) -> list[Any]:
@@ -35,7 +40,7 @@ async def _stream_values(wire_client: WireClient, probe: ProbeRequest, timeout: 
     return ProbeResult(b"", transcript, probe.codec).values()
 
 
-@pytest.mark.req("TCP-ACK-EMPTY", "TCP-ROUTE", "DISC-TCP-ADDRESS")
+@pytest.mark.req("TCP-ACK-EMPTY", "TCP-ROUTE")
 async def test_accepted_request_gets_an_empty_ack_and_a_stream(impl_worker: WorkerUnderTest, wire_client: WireClient):
     result = await wire_client.call(impl_worker.record("echo"), {"hello": "world", "n": 1})
     assert result.ack == b"", f"ACK text {result.ack!r}"
@@ -58,8 +63,11 @@ async def test_routing_ignores_the_x_endpoint_path_header(impl_worker: WorkerUnd
     assert await _stream_values(wire_client, probe) == [{"count": 7}]
 
 
-@pytest.mark.req("TCP-ACK-ORDER", "TCP-UNKNOWN-ENDPOINT")
-async def test_pipelined_requests_get_one_ack_each_in_order(impl_worker: WorkerUnderTest, wire_client: WireClient):
+@pytest.mark.req("TCP-ACK-ORDER")
+@pytest.mark.parametrize("unknown_ack", UNKNOWN_ENDPOINT_ACKS)
+async def test_pipelined_requests_get_one_ack_each_in_order(
+    impl_worker: WorkerUnderTest, wire_client: WireClient, unknown_ack: bytes
+):
     record = impl_worker.record("echo")
     good_path = parse_tcp_transport(record.transport_address).path
     plan = ["good" if i % 3 else "unknown" for i in range(24)]
@@ -79,7 +87,7 @@ async def test_pipelined_requests_get_one_ack_each_in_order(impl_worker: WorkerU
         if kind == "good":
             assert ack == b"", f"accepted request got ACK {ack!r}"
         else:
-            assert ack is not None and ack.startswith(UNAVAILABLE), f"unknown endpoint got ACK {ack!r}"
+            assert ack is not None and ack.startswith(unknown_ack), f"unknown endpoint got ACK {ack!r}"
     for i, (kind, probe) in enumerate(zip(plan, probes, strict=True)):
         if kind == "good":
             assert await _stream_values(wire_client, probe) == [{"i": i}], f"request {i} got another's stream"
@@ -87,8 +95,10 @@ async def test_pipelined_requests_get_one_ack_each_in_order(impl_worker: WorkerU
             probe.session.cancel()
 
 
-@pytest.mark.req("TCP-UNKNOWN-ENDPOINT")
-async def test_unknown_endpoint_leaves_the_connection_usable(impl_worker: WorkerUnderTest, wire_client: WireClient):
+@pytest.mark.parametrize("unknown_ack", UNKNOWN_ENDPOINT_ACKS)
+async def test_unknown_endpoint_leaves_the_connection_usable(
+    impl_worker: WorkerUnderTest, wire_client: WireClient, unknown_ack: bytes
+):
     record = impl_worker.record("echo")
     path = parse_tcp_transport(record.transport_address).path
     missing = wire_client.prepare(record, {"n": 0})
@@ -99,7 +109,7 @@ async def test_unknown_endpoint_leaves_the_connection_usable(impl_worker: Worker
             encode_request(path.rsplit("/", 1)[0] + "/no_such_endpoint", missing.headers, missing.payload)
         )
         ack = await connection.read_ack(5.0)
-        assert ack is not None and ack.startswith(UNAVAILABLE), f"ACK {ack!r}"
+        assert ack is not None and ack.startswith(unknown_ack), f"ACK {ack!r}"
         probe = wire_client.prepare(record, {"n": 1})
         await connection.send(encode_request(path, probe.headers, probe.payload))
         assert await connection.read_ack(5.0) == b""
