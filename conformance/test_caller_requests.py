@@ -9,11 +9,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from fixtures.failures import ACK_TIMEOUT_S, CALLHOME_TIMEOUT_S, assert_prompt_failure
 from fixtures.judge.codecs import PayloadCodec
 from fixtures.judge.discovery import InstanceRecord
 from fixtures.judge.routing import parse_tcp_transport
 from fixtures.judge.two_part import PRELUDE, xxh3_64
-from fixtures.failures import ACK_TIMEOUT_S, CALLHOME_TIMEOUT_S, assert_prompt_failure
 from fixtures.probes.probe_worker import ProbeWorker
 from fixtures.roles import CallerUnderTest
 

@@ -10,9 +10,9 @@ import pytest
 
 from fixtures.failures import assert_prompt_failure
 from fixtures.item_shapes import VARIED_VALUES, assert_same_values
+from fixtures.judge.codecs import PayloadCodec
 from fixtures.probes.probe_worker import ERROR_ITEM_TEXT, PROLOGUE_ERROR_TEXT, ProbeWorker
 from fixtures.roles import CallerUnderTest
-from reference_impl.protocol.payload_codec import PayloadCodec
 
 
 def _seqs(answer: dict[str, Any]) -> list[int]:

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import h2.exceptions
 import pytest
 
-from fixtures.judge.discovery import InstanceRecord
 from fixtures.failures import assert_prompt_failure
+from fixtures.judge.discovery import InstanceRecord
 from fixtures.probes.http_front import BODY_LIMIT, GATHER_COUNT, HttpExchange, HttpFront
 from fixtures.probes.http_wire import H2Wire, Http1Wire
 from fixtures.probes.probe_worker import ProbeWorker

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from fixtures.judge.routing import nats_service_name, nats_subject
 from fixtures.failures import assert_prompt_failure
+from fixtures.judge.routing import nats_service_name, nats_subject
 from fixtures.nats_server import NatsServer
 from fixtures.probes.callhome_recorder import CallHomeRecorder
 from fixtures.probes.probe_worker import ProbeWorker

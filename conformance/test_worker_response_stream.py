@@ -9,13 +9,13 @@ import uuid
 
 import pytest
 
+from fixtures.item_shapes import VARIED_VALUES, assert_same_values
 from fixtures.judge import annotated
 from fixtures.judge.codecs import PayloadCodec
 from fixtures.judge.control import CallHomeHandshake
 from fixtures.judge.transcript import FinalReceived, ItemReceived, PrologueReceived, SentinelReceived
 from fixtures.judge.two_part import xxh3_64
 from fixtures.judge.words import ControlWord, FrameKind
-from fixtures.item_shapes import VARIED_VALUES, assert_same_values
 from fixtures.probes.callhome_recorder import CallHomeSession, Transcript
 from fixtures.probes.wire_client import ProbeResult, WireClient
 from fixtures.roles import WorkerUnderTest

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from fixtures.judge.discovery import FileDiscovery as JudgeDiscovery
 from fixtures.probes.probe_worker import ProbeWorker
 from reference_impl.caller import Caller, CallerConfig, ResponseStream
 from reference_impl.discovery.file_store import FileDiscovery
@@ -24,7 +25,7 @@ async def _controls_after(probe: ProbeWorker, wait: float) -> list[tuple[float, 
 
 @pytest.fixture
 async def probe(tmp_path) -> AsyncIterator[ProbeWorker]:
-    worker = ProbeWorker(FileDiscovery(tmp_path), component="drop")
+    worker = ProbeWorker(JudgeDiscovery(tmp_path), component="drop")
     await worker.start()
     yield worker
     await worker.close()
@@ -38,7 +39,7 @@ async def _read_two(caller: Caller, probe: ProbeWorker) -> ResponseStream:
 
 
 async def test_a_released_stream_gets_stop_then_kill_after_the_grace(probe: ProbeWorker) -> None:
-    async with Caller(probe.discovery, CallerConfig(drop_grace=GRACE)) as caller:
+    async with Caller(FileDiscovery(probe.discovery.root), CallerConfig(drop_grace=GRACE)) as caller:
         stream = await _read_two(caller, probe)
         del stream
         gc.collect()
@@ -49,7 +50,7 @@ async def test_a_released_stream_gets_stop_then_kill_after_the_grace(probe: Prob
 
 
 async def test_cancelling_the_reading_task_sends_stop_while_the_stream_is_still_referenced(probe: ProbeWorker) -> None:
-    async with Caller(probe.discovery, CallerConfig(drop_grace=GRACE)) as caller:
+    async with Caller(FileDiscovery(probe.discovery.root), CallerConfig(drop_grace=GRACE)) as caller:
         stream = await _read_two(caller, probe)
         reader = asyncio.ensure_future(stream.__anext__())
         await asyncio.sleep(0.01)
@@ -61,7 +62,7 @@ async def test_cancelling_the_reading_task_sends_stop_while_the_stream_is_still_
 
 
 async def test_a_finished_stream_sends_nothing_when_released(probe: ProbeWorker) -> None:
-    async with Caller(probe.discovery, CallerConfig(drop_grace=GRACE)) as caller:
+    async with Caller(FileDiscovery(probe.discovery.root), CallerConfig(drop_grace=GRACE)) as caller:
         stream = await caller.generate(probe.endpoint("stream"), {"count": 3})
         assert len(await stream.collect()) == 3
         del stream
