@@ -163,6 +163,8 @@ def test_ctrl_c_during_a_long_stream_sends_stop(discovery: Path, watched_worker:
         (["call", "not-an-endpoint"], {}, "namespace.component.endpoint"),
         (["call", "demo.backend.echo"], {"RP_CALLHOME_MAX_MESSAGE_SIZE": "-5"}, "RP_CALLHOME_MAX_MESSAGE_SIZE"),
         (["discover", "--discovery", "/nonexistent/kv"], {}, "/nonexistent/kv"),
+        (["serve", "--no-such-option"], {}, "--no-such-option"),
+        (["frobnicate"], {}, "frobnicate"),
     ],
 )
 def test_bad_input_is_one_line_and_a_non_zero_exit(
