@@ -137,7 +137,8 @@ async def test_failure_before_the_first_item_reaches_the_caller(impl_worker: Wor
     assert result.ack == b""
     assert result.transcript is not None
     events = result.transcript.events(result.codec)
-    prologue = next(e for e in events if isinstance(e, PrologueReceived))
+    prologue = next((e for e in events if isinstance(e, PrologueReceived)), None)
+    assert prologue is not None, f"no prologue: {result.transcript.violations(result.codec)}"
     data_items = [u for u in map(annotated.unwrap, result.items()) if u.error is None]
     assert not data_items, f"items sent despite the failure: {data_items}"
     assert prologue.error or result.errors(), "the failure was not reported (no prologue error, no error item)"
