@@ -1,7 +1,9 @@
-"""The project's own tests: the NATS server fixture (a real ``nats-server`` for the plane tests).
+"""The project's own tests: the NATS server fixture, and the suite's role fixtures for the reference's interop tests.
 
-The conformance suite's plugins are not loaded here; tests of the plugin load it themselves
-(pytester, ``-p fixtures.plugin``).
+``tests/test_interop_reference.py`` runs the reference against itself through the suite's adapters
+(``impl_worker``/``impl_caller``), so the suite's plugins are loaded here too; the plugin stays passive
+(no report, no certificate) because no test here cites a requirement. Tests of the plugin itself load
+it again in their own pytester sessions (``-p fixtures.plugin``).
 """
 
-pytest_plugins = ["fixtures.nats_server"]
+pytest_plugins = ["fixtures.plugin", "fixtures.roles", "fixtures.nats_server"]
