@@ -40,9 +40,18 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+# Tests that did not pass cleanly (failed, errored, xfailed: a SHOULD not met), by node ID, until they end.
+_UNCLEAN: set[str] = set()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.outcome != "passed":
+        _UNCLEAN.add(report.nodeid)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
-    """After a test that failed, collect its garbage now, at a point where nothing parses source.
+    """After a test that did not pass, collect its garbage now, at a point where nothing parses source.
 
     Why: a test that fails before awaiting all its calls leaves tasks whose exception nobody retrieved;
     asyncio logs each, with a traceback, when the garbage collector frees it, which can happen while
@@ -50,9 +59,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     and CPython 3.11 (3.11.7 at least) cannot parse re-entrantly ("SystemError: AST constructor recursion
     depth mismatch"): the run would end with an INTERNALERROR instead of reporting the implementation.
     """
-    failures_before = item.session.testsfailed
     try:
         return (yield)
     finally:
-        if item.session.testsfailed != failures_before:
+        if item.nodeid in _UNCLEAN:
+            _UNCLEAN.discard(item.nodeid)
             gc.collect()

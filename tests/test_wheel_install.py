@@ -14,7 +14,8 @@ Builds the wheel from a copy of the source tree, makes one venv in a temporary d
    in the same venv does not see the suite's plugin.
 
 Needs the package index (CI has it); tox runs it as its own environment (``tox -e wheel``).
-Every subprocess is bounded by a named timeout.
+Every subprocess is bounded by a named timeout. Measured on a 2-core machine shared with other jobs:
+12.5 min at load average 15, two thirds of it the one full certification.
 """
 
 from __future__ import annotations
