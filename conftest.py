@@ -3,4 +3,4 @@
 ``fixtures.plugin`` stays passive unless requirement-marked tests are collected.
 """
 
-pytest_plugins = ["fixtures.plugin", "fixtures.roles", "fixtures.nats_server"]
+pytest_plugins = ["fixtures.plugin", "fixtures.roles", "fixtures.nats_server", "fixtures.gc_guard"]
