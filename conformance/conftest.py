@@ -13,7 +13,7 @@ from collections.abc import Generator
 
 import pytest
 
-pytest_plugins = ["fixtures.plugin", "fixtures.roles", "fixtures.nats_server"]
+pytest_plugins = ["fixtures.plugin", "fixtures.roles", "fixtures.nats_server", "fixtures.gc_guard"]
 
 # Settings the suite cannot run without (pyproject.toml in a checkout, suite.ini elsewhere).
 REQUIRED_SETTINGS = {
@@ -58,6 +58,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     pytest parses source to show the next failure. Python 3.11's traceback formatting parses source too,
     and CPython 3.11 (3.11.7 at least) cannot parse re-entrantly ("SystemError: AST constructor recursion
     depth mismatch"): the run would end with an INTERNALERROR instead of reporting the implementation.
+    ``fixtures.gc_guard`` closes the other side: no collection at all while a report is being built.
     """
     try:
         return (yield)

@@ -42,6 +42,15 @@ async def test_items_of_every_shape_arrive_exactly(
     assert_same_values(answer["items"], VARIED_VALUES, f"items streamed in {codec.value}")
 
 
+@pytest.mark.req("RS-CALLER-ITEMS")
+async def test_a_multi_megabyte_item_arrives_whole(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
+    """One 3 MiB item: a caller bounding call-home frames must not bound them below what items carry."""
+    size = 3 * 1024 * 1024
+    answer = await impl_caller.call(probe_worker.endpoint("big_item"), {"size": size}, deadline=30.0)
+    assert answer["outcome"] == "complete", {**answer, "items": [len(i) for i in answer["items"]]}
+    assert answer["items"] == ["z" * size], f"item lengths {[len(i) for i in answer['items']]}"
+
+
 @pytest.mark.req("TP-CHECKSUM-VALID")
 async def test_frames_with_xxh3_checksums_are_accepted(
     impl_caller: CallerUnderTest, make_probe_worker: Callable[..., ProbeWorker]

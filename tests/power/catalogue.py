@@ -258,8 +258,9 @@ def failures_of(report: dict[str, Any] | None) -> tuple[list[str], list[str], li
 def rejected_as_declared(result: RunResult, *, full_suite: bool) -> str | None:
     """None when the run rejected the entry as it declares; otherwise why not.
 
-    Always: the report exists, the patched copy is what ran, and every named requirement failed.
-    A MUST-level entry must fail a MUST it names; on the full suite it must also end certified: false.
+    Always: the report exists and the patched copy (or the fault) is what ran.  With ``--req`` (CI): every
+    named requirement failed, a MUST among them for a MUST-level entry.  On the full suite: a MUST-level
+    entry ends not certified (some MUST failed), a SHOULD-level one fails a SHOULD it names (or a MUST).
     """
     entry = result.entry
     if result.report is None:
@@ -268,6 +269,13 @@ def rejected_as_declared(result: RunResult, *, full_suite: bool) -> str | None:
         return f"the adapter did not run the patched copy under {result.copy_root}: {result.imported_from!r}"
     if entry.fault is not None and f"fault={entry.fault} " not in result.imported_from:
         return f"the adapter did not run with fault {entry.fault}: {result.imported_from!r}"
+    if full_suite:  # the whole suite ran: what counts is how it ended, whichever tests caught it
+        if entry.catch == "MUST" and not result.failed_musts:
+            return f"declared a MUST-level catch, but no MUST failed (SHOULDs failed: {result.failed_shoulds})"
+        named_shoulds = set(entry.requirements) & set(result.failed_shoulds)
+        if entry.catch == "SHOULD" and not (result.failed_musts or named_shoulds):
+            return f"declared a SHOULD-level catch on {list(entry.requirements)}, but none of them failed"
+        return None
     missed = [r for r in entry.requirements if r not in result.caught()]
     if missed:
         return (
@@ -276,6 +284,4 @@ def rejected_as_declared(result: RunResult, *, full_suite: bool) -> str | None:
         )
     if entry.catch == "MUST" and not set(entry.requirements) & set(result.failed_musts):
         return f"declared a MUST-level catch, but only SHOULDs failed: {result.failed_shoulds}"
-    if full_suite and entry.catch == "MUST" and result.certified is not False:
-        return f"declared a MUST-level catch but the full run is certified: {result.certified}"
     return None

@@ -66,8 +66,9 @@ def markdown(rows: list[dict[str, object]]) -> str:
         shoulds = ", ".join(r["failed_shoulds"]) or "-"  # type: ignore[arg-type]
         planes = ", ".join(r["planes"])  # type: ignore[arg-type]
         mark = "" if r["rejected_as_declared"] else " **NOT AS DECLARED**"
+        description = str(r["description"]).replace("|", "&#124;")  # a bare | would split the cell
         lines.append(
-            f"| `{r['id']}`: {r['description']} | {r['role']} | {planes} | {declared['catch']}: "
+            f"| `{r['id']}`: {description} | {r['role']} | {planes} | {declared['catch']}: "
             f"{', '.join(declared['requirements'])} | {r['certified']}{mark} | {musts} | {shoulds} | "
             f"{len(r['failing_tests'])} |"  # type: ignore[arg-type]
         )
