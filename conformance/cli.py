@@ -42,8 +42,10 @@ Every other option goes to the suite's pytest plugin or to pytest itself, e.g.
   --planes tcp,nats,http     request planes to test (default: all)
   --expected-failures FILE   known divergences (default: the suite's expected_failures/<impl>-<version>.toml)
   --impl-python PATH         Python interpreter for a built-in adapter (--impl reference|dynamo)
+  --profile REV              protocol revision to judge against (default: the adapter's hello, else the latest)
+  --req ID[,ID...]           only the tests citing these requirements
   -k EXPR, -m robustness, -x, --durations N
-A -k/-m subset is never certified. Exit status: 0 only when certified; 1 when not
+A -k/-m/--req subset is never certified. Exit status: 0 only when certified; 1 when not
 certified; 2 for a usage error; pytest's own status when the run broke (4: the adapter
 did not start).
 """
