@@ -26,10 +26,10 @@ from reference_impl.protocol.error_kinds import ErrorDetails
 from reference_impl.protocol.messages import RequestControlMessage
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.routing import EndpointId, parse_tcp_transport
-from reference_impl.transport.callhome_server import PendingResponse, ResponseStreamServer
-from reference_impl.transport.http_client import HttpRequestClient
-from reference_impl.transport.nats_client import NatsRequestClient
-from reference_impl.transport.tcp_client import TcpRequestClient
+from reference_impl.transport.callhome.server import PendingResponse, ResponseStreamServer
+from reference_impl.transport.http.client import HttpRequestClient
+from reference_impl.transport.nats.client import NatsRequestClient
+from reference_impl.transport.tcp.client import TcpRequestClient
 from reference_impl.wire import two_part
 from reference_impl.wire.request_frame import DEFAULT_MAX_MESSAGE_SIZE
 

@@ -14,16 +14,16 @@ PLANES = ("tcp", "nats", "http")
 
 def make_plane_server(plane: str, sink: RequestSink, config: WorkerConfig) -> PlaneServer:
     if plane == "tcp":
-        from reference_impl.transport.tcp_server import TcpRequestServer
+        from reference_impl.transport.tcp.server import TcpRequestServer
 
         return TcpRequestServer(sink, config.host, config.port, max_message_size=config.max_message_size)
     if plane == "nats":
         from reference_impl import __version__
-        from reference_impl.transport.nats_server import NatsRequestServer
+        from reference_impl.transport.nats.server import NatsRequestServer
 
         return NatsRequestServer(sink, config.nats_url, service_version=__version__)
     if plane == "http":
-        from reference_impl.transport.http_server import HttpRequestServer
+        from reference_impl.transport.http.server import HttpRequestServer
 
         return HttpRequestServer(
             sink, config.http_host, config.http_port, root=config.http_root, body_limit=config.http_body_limit

@@ -29,7 +29,7 @@ from reference_impl.protocol import ack, annotated, error_kinds
 from reference_impl.protocol.envelope import RequestEnvelope, parse_envelope
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.routing import NAME_PATTERN, EndpointId
-from reference_impl.transport.callhome_client import CallHomeConnection, dial_caller
+from reference_impl.transport.callhome.client import CallHomeConnection, dial_caller
 from reference_impl.transport.plane import Advertisement, PlaneServer
 from reference_impl.wire.request_frame import DEFAULT_MAX_MESSAGE_SIZE
 

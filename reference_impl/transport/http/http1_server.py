@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import h11
 
-from reference_impl.transport.http_routing import (
+from reference_impl.transport.http.routing import (
     TOO_LARGE,
     HttpAnswer,
     bad_request,
@@ -32,7 +32,7 @@ from reference_impl.transport.http_routing import (
 )
 
 if TYPE_CHECKING:
-    from reference_impl.transport.http_server import HttpRequestServer
+    from reference_impl.transport.http.server import HttpRequestServer
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ Where nats-py alone would mislead, this module checks for itself:
 
 :class:`NatsLink` (connect with bounded, logged reconnects) and
 :func:`confirm_sent` are shared with the worker side in
-:mod:`reference_impl.transport.nats_server`.
+:mod:`reference_impl.transport.nats.server`.
 """
 
 from __future__ import annotations

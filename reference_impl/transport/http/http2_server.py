@@ -24,8 +24,8 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from reference_impl.transport.http2_goaway import NO_ERROR, Goaway, GoawayFilter, encode_goaway
-from reference_impl.transport.http_routing import (
+from reference_impl.transport.http.http2_goaway import NO_ERROR, Goaway, GoawayFilter, encode_goaway
+from reference_impl.transport.http.routing import (
     TOO_LARGE,
     HttpAnswer,
     declared_length,
@@ -35,7 +35,7 @@ from reference_impl.transport.http_routing import (
 )
 
 if TYPE_CHECKING:
-    from reference_impl.transport.http_server import HttpRequestServer
+    from reference_impl.transport.http.server import HttpRequestServer
 
 log = logging.getLogger(__name__)
 

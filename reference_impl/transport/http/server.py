@@ -20,9 +20,9 @@ from typing import Protocol
 from reference_impl.protocol import ack
 from reference_impl.routing import DEFAULT_HTTP_ROOT, EndpointId, http_url
 from reference_impl.transport.flow import peer_name, set_nodelay
-from reference_impl.transport.http1_server import Http1ServerSession
-from reference_impl.transport.http2_server import PREFACE, Http2ServerSession
-from reference_impl.transport.http_routing import UNKNOWN_ENDPOINT, HttpAnswer, answer_offer, normalize_root
+from reference_impl.transport.http.http1_server import Http1ServerSession
+from reference_impl.transport.http.http2_server import PREFACE, Http2ServerSession
+from reference_impl.transport.http.routing import UNKNOWN_ENDPOINT, HttpAnswer, answer_offer, normalize_root
 from reference_impl.transport.plane import Advertisement, RequestSink
 
 log = logging.getLogger(__name__)
