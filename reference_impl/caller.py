@@ -18,11 +18,10 @@ from typing import Any
 from reference_impl import config as cfg
 from reference_impl.discovery.file_store import FileDiscovery
 from reference_impl.discovery.records import InstanceRecord
-from reference_impl.errors import CallError, TransportError
+from reference_impl.errors import HandlerError, TransportError
 from reference_impl.protocol import annotated
 from reference_impl.protocol.ack import check_ack
 from reference_impl.protocol.envelope import build_envelope
-from reference_impl.protocol.error_kinds import ErrorDetails
 from reference_impl.protocol.messages import RequestControlMessage
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.routing import EndpointId, parse_tcp_transport
@@ -32,24 +31,6 @@ from reference_impl.transport.nats.client import NatsRequestClient
 from reference_impl.transport.tcp.client import TcpRequestClient
 from reference_impl.wire import two_part
 from reference_impl.wire.request_frame import DEFAULT_MAX_MESSAGE_SIZE
-
-
-class HandlerError(CallError):
-    """The worker's handler reported an error inside the stream.
-
-    ``error_class`` is the worker's classification (``InvalidRequest``,
-    ``Internal``, ``Unavailable``, ``DeadlineExceeded``, ``Cancelled``, ...;
-    None when the item carried none), as Dynamo's caller reports it.
-    """
-
-    kind = "handler_error"
-
-    def __init__(self, message: str, details: ErrorDetails | None = None) -> None:
-        super().__init__(message)
-        self.error_class = details.error_class if details else None
-        self.error_type = details.error_type if details else None
-        self.reason = details.reason if details else None
-
 
 _S = cfg.setting
 
