@@ -24,7 +24,7 @@ from reference_impl.context import RequestContext
 from reference_impl.discovery.file_store import FileDiscovery, Registration
 from reference_impl.discovery.records import InstanceRecord
 from reference_impl.errors import MalformedMessage, TransportError
-from reference_impl.planes import PLANES
+from reference_impl.planes import PLANES, plane_named
 from reference_impl.protocol import ack, annotated, error_kinds
 from reference_impl.protocol.envelope import RequestEnvelope, parse_envelope
 from reference_impl.protocol.payload_codec import PayloadCodec
@@ -138,9 +138,7 @@ class Worker:
         self._endpoints[endpoint] = _Endpoint(EndpointId(self.namespace, self.component, endpoint), handler)
 
     async def start(self) -> None:
-        from reference_impl.planes import make_plane_server
-
-        self._server = make_plane_server(self.plane, self, self.config)
+        self._server = plane_named(self.plane).make_server(self, self.config)
         await self._server.start()
         records = []
         for endpoint in self._endpoints.values():
