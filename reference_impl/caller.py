@@ -23,7 +23,7 @@ from reference_impl.planes import plane_of_transport
 from reference_impl.protocol import annotated
 from reference_impl.protocol.ack import check_ack
 from reference_impl.protocol.envelope import build_envelope
-from reference_impl.protocol.messages import RequestControlMessage
+from reference_impl.protocol.messages import Cancel, RequestControlMessage
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.routing import EndpointId
 from reference_impl.transport.callhome.server import PendingResponse, ResponseStreamServer
@@ -145,11 +145,11 @@ class ResponseStream:
 
     def stop(self) -> None:
         """Graceful cancel: the worker stops; iteration ends without an error."""
-        self._pending.cancel("stop")
+        self._pending.cancel(Cancel.STOP)
 
     def kill(self) -> None:
         """Hard cancel: the stream is dropped at once."""
-        self._pending.cancel("kill")
+        self._pending.cancel(Cancel.KILL)
 
     async def aclose(self) -> None:
         self._pending.abandon()
