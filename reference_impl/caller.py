@@ -168,7 +168,7 @@ class Caller:
             self.config.callhome_port,
             max_message_size=self.config.callhome_max_message_size,
         )
-        self._clients: dict[str, PlaneClient] = {}  # by plane name, each made on first use
+        self._clients: dict[str, PlaneClient] = {}  # by discovery transport key, each made on first use
         self._round_robin = itertools.count()
         self._started = False
 
@@ -247,16 +247,21 @@ class Caller:
         return ResponseStream(pending, record, request_id, self.config)
 
     async def _deliver(self, record: InstanceRecord, headers: dict[str, str], payload: bytes) -> bytes:
+        client = self._clients.get(record.transport_kind)  # one lookup per request once the plane is in use
+        if client is None:
+            client = self._first_use(record)
+        return await client.send(record.transport_address, headers, payload)
+
+    def _first_use(self, record: InstanceRecord) -> PlaneClient:
+        """The client of the record's plane, made now: a caller pays only for the planes it reaches."""
         plane = plane_of_transport(record.transport_kind)
         if plane is None:
             raise TransportError(
                 f"instance {record.instance_id:x} uses transport {record.transport_kind!r}, "
                 "which this caller does not speak"
             )
-        client = self._clients.get(plane.name)
-        if client is None:
-            client = self._clients[plane.name] = plane.make_client(self.config)
-        return await client.send(record.transport_address, headers, payload)
+        client = self._clients[plane.transport_kind] = plane.make_client(self.config)
+        return client
 
     async def call(self, endpoint: str | EndpointId, request: Any, **options: Any) -> list[Any]:
         """Convenience: send and collect every item."""
