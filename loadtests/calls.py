@@ -137,7 +137,7 @@ class LoadCalls:
         try:
             async with asyncio.timeout(self.deadline_s):
                 stream = await self.caller.generate(self._endpoints[endpoint], request)
-                plane = stream.record.plane or plane
+                plane = stream.plane or plane
                 try:
                     async for item in stream:
                         if first_ns is None:

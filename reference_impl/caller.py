@@ -18,38 +18,18 @@ from typing import Any
 from reference_impl import config as cfg
 from reference_impl.discovery.file_store import FileDiscovery
 from reference_impl.discovery.records import InstanceRecord
-from reference_impl.errors import CallError, TransportError
+from reference_impl.errors import HandlerError, TransportError
+from reference_impl.planes import plane_of_transport
 from reference_impl.protocol import annotated
 from reference_impl.protocol.ack import check_ack
 from reference_impl.protocol.envelope import build_envelope
-from reference_impl.protocol.error_kinds import ErrorDetails
-from reference_impl.protocol.messages import RequestControlMessage
+from reference_impl.protocol.messages import Cancel, RequestControlMessage
 from reference_impl.protocol.payload_codec import PayloadCodec
-from reference_impl.routing import EndpointId, parse_tcp_transport
-from reference_impl.transport.callhome_server import PendingResponse, ResponseStreamServer
-from reference_impl.transport.http_client import HttpRequestClient
-from reference_impl.transport.nats_client import NatsRequestClient
-from reference_impl.transport.tcp_client import TcpRequestClient
+from reference_impl.routing import EndpointId
+from reference_impl.transport.callhome.server import PendingResponse, ResponseStreamServer
+from reference_impl.transport.plane import PlaneClient
 from reference_impl.wire import two_part
 from reference_impl.wire.request_frame import DEFAULT_MAX_MESSAGE_SIZE
-
-
-class HandlerError(CallError):
-    """The worker's handler reported an error inside the stream.
-
-    ``error_class`` is the worker's classification (``InvalidRequest``,
-    ``Internal``, ``Unavailable``, ``DeadlineExceeded``, ``Cancelled``, ...;
-    None when the item carried none), as Dynamo's caller reports it.
-    """
-
-    kind = "handler_error"
-
-    def __init__(self, message: str, details: ErrorDetails | None = None) -> None:
-        super().__init__(message)
-        self.error_class = details.error_class if details else None
-        self.error_type = details.error_type if details else None
-        self.reason = details.reason if details else None
-
 
 _S = cfg.setting
 
@@ -135,6 +115,12 @@ class ResponseStream:
     def instance_id(self) -> int:
         return self.record.instance_id
 
+    @property
+    def plane(self) -> str | None:
+        """The plane the request went over, from the record's transport key."""
+        plane = plane_of_transport(self.record.transport_kind)
+        return plane.name if plane is not None else None
+
     async def wait_prologue(self) -> None:
         if not self._prologue_seen:
             await self._pending.wait_prologue(self._config.callhome_timeout)
@@ -159,11 +145,11 @@ class ResponseStream:
 
     def stop(self) -> None:
         """Graceful cancel: the worker stops; iteration ends without an error."""
-        self._pending.cancel("stop")
+        self._pending.cancel(Cancel.STOP)
 
     def kill(self) -> None:
         """Hard cancel: the stream is dropped at once."""
-        self._pending.cancel("kill")
+        self._pending.cancel(Cancel.KILL)
 
     async def aclose(self) -> None:
         self._pending.abandon()
@@ -182,21 +168,7 @@ class Caller:
             self.config.callhome_port,
             max_message_size=self.config.callhome_max_message_size,
         )
-        self.tcp = TcpRequestClient(
-            request_timeout=self.config.request_timeout,
-            connect_timeout=self.config.connect_timeout,
-            max_message_size=self.config.max_message_size,
-        )
-        self.nats = NatsRequestClient(
-            self.config.nats_url,
-            request_timeout=self.config.nats_request_timeout,
-            connect_timeout=self.config.connect_timeout,
-        )
-        self.http = HttpRequestClient(
-            version=self.config.http_version,
-            request_timeout=self.config.http_request_timeout,
-            connect_timeout=self.config.connect_timeout,
-        )
+        self._clients: dict[str, PlaneClient] = {}  # by discovery transport key, each made on first use
         self._round_robin = itertools.count()
         self._started = False
 
@@ -206,9 +178,9 @@ class Caller:
             self._started = True
 
     async def close(self) -> None:
-        await self.tcp.close()
-        await self.nats.close()
-        await self.http.close()
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.close()
         await self.callhome.close()
 
     async def __aenter__(self) -> Caller:
@@ -275,19 +247,21 @@ class Caller:
         return ResponseStream(pending, record, request_id, self.config)
 
     async def _deliver(self, record: InstanceRecord, headers: dict[str, str], payload: bytes) -> bytes:
-        plane = record.plane
-        if plane == "tcp":
-            target = parse_tcp_transport(record.transport_address)
-            headers["x-endpoint-path"] = target.path
-            return await self.tcp.send(target, headers, payload)
-        if plane == "nats":
-            return await self.nats.send(record.transport_address, headers, payload)
-        if plane == "http":
-            return await self.http.send(record.transport_address, headers, payload)
-        raise TransportError(
-            f"instance {record.instance_id:x} uses transport {record.transport_kind!r}, "
-            "which this caller does not speak"
-        )
+        client = self._clients.get(record.transport_kind)  # one lookup per request once the plane is in use
+        if client is None:
+            client = self._first_use(record)
+        return await client.send(record.transport_address, headers, payload)
+
+    def _first_use(self, record: InstanceRecord) -> PlaneClient:
+        """The client of the record's plane, made now: a caller pays only for the planes it reaches."""
+        plane = plane_of_transport(record.transport_kind)
+        if plane is None:
+            raise TransportError(
+                f"instance {record.instance_id:x} uses transport {record.transport_kind!r}, "
+                "which this caller does not speak"
+            )
+        client = self._clients[plane.transport_kind] = plane.make_client(self.config)
+        return client
 
     async def call(self, endpoint: str | EndpointId, request: Any, **options: Any) -> list[Any]:
         """Convenience: send and collect every item."""

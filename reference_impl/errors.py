@@ -7,6 +7,9 @@ peer broke the protocol" from "the request failed cleanly".
 
 from __future__ import annotations
 
+import enum
+from typing import Any, Protocol
+
 
 class RequestPlaneError(Exception):
     """Base class for everything this package raises on purpose."""
@@ -16,7 +19,7 @@ class RequestPlaneError(Exception):
 
 
 class ProtocolError(RequestPlaneError):
-    """The peer violated the framing or message protocol."""
+    """The framing or message protocol was violated: by the peer, or by us (:class:`LocalProtocolError`)."""
 
 
 class FrameTooLarge(ProtocolError):
@@ -52,23 +55,39 @@ class MalformedMessage(ProtocolError):
     """A frame was well formed but its content was not the expected message."""
 
 
-class LocalProtocolError(RequestPlaneError):
-    """Our own code tried to do something the protocol does not allow."""
+class LocalProtocolError(ProtocolError):
+    """Our own code tried to do something the protocol does not allow (h11's name for it)."""
 
 
 # --- request level: the call failed --------------------------------------------
 
 
+class ErrorKind(enum.StrEnum):
+    """Why a call failed, in one word (``CallError.kind``): what reports and the CLI print."""
+
+    ERROR = "error"
+    REJECTED = "rejected"
+    UNAVAILABLE = "unavailable"
+    OVERLOADED = "overloaded"
+    TRANSPORT = "transport"
+    ACK_TIMEOUT = "ack_timeout"
+    CALLHOME_TIMEOUT = "callhome_timeout"
+    PROLOGUE = "prologue"
+    STREAM_INCOMPLETE = "stream_incomplete"
+    STREAM_PROTOCOL = "stream_protocol"
+    HANDLER_ERROR = "handler_error"
+
+
 class CallError(RequestPlaneError):
     """A call did not produce a complete response stream."""
 
-    kind = "error"
+    kind: ErrorKind = ErrorKind.ERROR
 
 
 class RequestRejected(CallError):
     """The worker answered the request with a non-empty ACK."""
 
-    kind = "rejected"
+    kind = ErrorKind.REJECTED
 
     def __init__(self, ack_text: str) -> None:
         super().__init__(ack_text)
@@ -78,35 +97,51 @@ class RequestRejected(CallError):
 class WorkerUnavailable(RequestRejected):
     """ACK starting with ``Server unavailable:`` (unknown endpoint, shutting down)."""
 
-    kind = "unavailable"
+    kind = ErrorKind.UNAVAILABLE
 
 
 class WorkerOverloaded(RequestRejected):
     """ACK starting with ``Server overloaded:``."""
 
-    kind = "overloaded"
+    kind = ErrorKind.OVERLOADED
 
 
 class TransportError(CallError):
     """Could not deliver the request: connect failure, reset, no responders."""
 
-    kind = "transport"
+    kind = ErrorKind.TRANSPORT
 
 
 class AckTimeout(TransportError):
-    kind = "ack_timeout"
+    kind = ErrorKind.ACK_TIMEOUT
+
+
+class NatsPayloadTooLarge(TransportError, LocalProtocolError):
+    """The message (headers + payload) exceeds the server's ``max_payload``; nothing was sent.
+
+    A transport error, as Dynamo reports it (CannotConnect), and a local protocol error, as the TCP client's
+    oversized frame is.
+    """
+
+    def __init__(self, subject: str, size: int, header_size: int, max_payload: int) -> None:
+        super().__init__(
+            f"request to {subject} is {size} bytes ({size - header_size} payload + {header_size} headers), "
+            f"over the NATS server's max_payload of {max_payload} bytes"
+        )
+        self.size = size
+        self.max_payload = max_payload
 
 
 class CallHomeTimeout(CallError):
     """The worker acknowledged the request but never called home in time."""
 
-    kind = "callhome_timeout"
+    kind = ErrorKind.CALLHOME_TIMEOUT
 
 
 class PrologueError(CallError):
     """The worker reported a failure in the response-stream prologue."""
 
-    kind = "prologue"
+    kind = ErrorKind.PROLOGUE
 
     def __init__(self, message: str, typed_error: object | None = None) -> None:
         super().__init__(message)
@@ -122,10 +157,40 @@ class PrologueError(CallError):
 class StreamIncomplete(CallError):
     """The response stream ended without ``complete_final``."""
 
-    kind = "stream_incomplete"
+    kind = ErrorKind.STREAM_INCOMPLETE
 
 
 class StreamProtocolViolation(CallError):
     """The worker sent something the response-stream protocol forbids."""
 
-    kind = "stream_protocol"
+    kind = ErrorKind.STREAM_PROTOCOL
+
+
+class ErrorClassification(Protocol):
+    """How the worker classified an error item (``protocol.error_kinds.ErrorDetails`` is one)."""
+
+    @property
+    def error_class(self) -> str | None: ...
+
+    @property
+    def error_type(self) -> Any: ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+
+class HandlerError(CallError):
+    """The worker's handler reported an error inside the stream.
+
+    ``error_class`` is the worker's classification (``InvalidRequest``,
+    ``Internal``, ``Unavailable``, ``DeadlineExceeded``, ``Cancelled``, ...;
+    None when the item carried none), as Dynamo's caller reports it.
+    """
+
+    kind = ErrorKind.HANDLER_ERROR
+
+    def __init__(self, message: str, details: ErrorClassification | None = None) -> None:
+        super().__init__(message)
+        self.error_class = details.error_class if details else None
+        self.error_type = details.error_type if details else None
+        self.reason = details.reason if details else None

@@ -1,31 +1,30 @@
-"""Which server and client implement each request plane."""
+"""The one registry of request planes: which exist, and how to serve and reach each.
+
+Adding a plane: a folder under ``transport/`` with its server, client and a
+:class:`~reference_impl.transport.plane.Plane` describing them, and one line below.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from reference_impl.transport.http.plane import HTTP
+from reference_impl.transport.nats.plane import NATS
+from reference_impl.transport.plane import Plane
+from reference_impl.transport.tcp.plane import TCP
 
-from reference_impl.transport.plane import PlaneServer, RequestSink
+REGISTRY: dict[str, Plane] = {plane.name: plane for plane in (TCP, NATS, HTTP)}
 
-if TYPE_CHECKING:
-    from reference_impl.worker import WorkerConfig
-
-PLANES = ("tcp", "nats", "http")
+PLANES = tuple(REGISTRY)  # names, in the order they are offered (DYN_REQUEST_PLANE's values)
+_BY_TRANSPORT_KIND = {plane.transport_kind: plane for plane in REGISTRY.values()}
 
 
-def make_plane_server(plane: str, sink: RequestSink, config: WorkerConfig) -> PlaneServer:
-    if plane == "tcp":
-        from reference_impl.transport.tcp_server import TcpRequestServer
+def plane_named(name: str) -> Plane:
+    """The plane ``DYN_REQUEST_PLANE`` names."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown request plane {name!r}; this build supports {', '.join(PLANES)}") from None
 
-        return TcpRequestServer(sink, config.host, config.port, max_message_size=config.max_message_size)
-    if plane == "nats":
-        from reference_impl import __version__
-        from reference_impl.transport.nats_server import NatsRequestServer
 
-        return NatsRequestServer(sink, config.nats_url, service_version=__version__)
-    if plane == "http":
-        from reference_impl.transport.http_server import HttpRequestServer
-
-        return HttpRequestServer(
-            sink, config.http_host, config.http_port, root=config.http_root, body_limit=config.http_body_limit
-        )
-    raise ValueError(f"unknown request plane {plane!r}; this build supports {', '.join(PLANES)}")
+def plane_of_transport(transport_kind: str) -> Plane | None:
+    """The plane a discovery record's transport key belongs to; None for one this build does not speak."""
+    return _BY_TRANSPORT_KIND.get(transport_kind)

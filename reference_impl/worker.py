@@ -24,12 +24,12 @@ from reference_impl.context import RequestContext
 from reference_impl.discovery.file_store import FileDiscovery, Registration
 from reference_impl.discovery.records import InstanceRecord
 from reference_impl.errors import MalformedMessage, TransportError
-from reference_impl.planes import PLANES
+from reference_impl.planes import PLANES, plane_named
 from reference_impl.protocol import ack, annotated, error_kinds
 from reference_impl.protocol.envelope import RequestEnvelope, parse_envelope
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.routing import NAME_PATTERN, EndpointId
-from reference_impl.transport.callhome_client import CallHomeConnection, dial_caller
+from reference_impl.transport.callhome.client import CallHomeConnection, dial_caller
 from reference_impl.transport.plane import Advertisement, PlaneServer
 from reference_impl.wire.request_frame import DEFAULT_MAX_MESSAGE_SIZE
 
@@ -138,9 +138,7 @@ class Worker:
         self._endpoints[endpoint] = _Endpoint(EndpointId(self.namespace, self.component, endpoint), handler)
 
     async def start(self) -> None:
-        from reference_impl.planes import make_plane_server
-
-        self._server = make_plane_server(self.plane, self, self.config)
+        self._server = plane_named(self.plane).make_server(self, self.config)
         await self._server.start()
         records = []
         for endpoint in self._endpoints.values():

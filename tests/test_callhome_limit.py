@@ -18,7 +18,7 @@ from reference_impl.protocol.messages import (
 )
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.routing import parse_callhome_address
-from reference_impl.transport.callhome_server import PendingResponse, ResponseStreamServer
+from reference_impl.transport.callhome.server import PendingResponse, ResponseStreamServer
 from reference_impl.wire import two_part
 
 LIMIT = 4096

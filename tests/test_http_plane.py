@@ -38,10 +38,10 @@ from reference_impl.errors import (
 from reference_impl.protocol import ack
 from reference_impl.protocol.envelope import parse_envelope
 from reference_impl.routing import EndpointId
-from reference_impl.transport.http2_goaway import Goaway, GoawayFilter, encode_goaway
-from reference_impl.transport.http_client import HttpRequestClient, ack_from_response
-from reference_impl.transport.http_routing import http_date
-from reference_impl.transport.http_server import HttpRequestServer, sniff_protocol
+from reference_impl.transport.http.client import HttpRequestClient, ack_from_response
+from reference_impl.transport.http.http2_goaway import Goaway, GoawayFilter, encode_goaway
+from reference_impl.transport.http.routing import http_date
+from reference_impl.transport.http.server import HttpRequestServer, sniff_protocol
 from tests.fake_sink import FakeSink
 
 WAIT = 10.0  # seconds; every await in these tests is bounded by this

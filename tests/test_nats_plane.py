@@ -31,7 +31,7 @@ from reference_impl.errors import (
 )
 from reference_impl.protocol import ack
 from reference_impl.routing import EndpointId, nats_service_name, nats_service_subject, nats_subject
-from reference_impl.transport.nats_client import (
+from reference_impl.transport.nats.client import (
     NatsNoResponders,
     NatsPayloadTooLarge,
     NatsRequestClient,
@@ -39,7 +39,7 @@ from reference_impl.transport.nats_client import (
     confirm_sent,
     encoded_header_size,
 )
-from reference_impl.transport.nats_server import NatsRequestServer
+from reference_impl.transport.nats.server import NatsRequestServer
 from reference_impl.transport.plane import Advertisement
 from tests.fake_sink import FakeSink
 

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference_impl.errors import LocalProtocolError
-from reference_impl.protocol.messages import KILL, SENTINEL, STOP, encode_final, encode_item
+from reference_impl.protocol.messages import KILL, SENTINEL, STOP, Cancel, encode_final, encode_item
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.protocol.response_stream import (
     CallerState,
@@ -407,7 +407,7 @@ def test_worker_reads_cancellations_under_any_chunking(words: list[str], data: s
     events: list[Event] = []
     for chunk in data.draw(chunks_of(wire), label="chunks"):
         events.extend(worker.receive_data(chunk))
-    assert events == [CancelReceived(w) for w in words]
+    assert events == [CancelReceived(Cancel(w)) for w in words]
     assert worker.cancelled == ("kill" if "kill" in words else "stop" if words else None)
 
 
@@ -418,7 +418,7 @@ def test_worker_reads_cancellations_under_any_chunking(words: list[str], data: s
 )
 def test_worker_treats_anything_but_stop_or_kill_as_a_violation(wire: bytes) -> None:
     events = WorkerStream(SUBJECT).receive_data(two_part.encode(STOP) + wire)
-    assert events[0] == CancelReceived("stop")
+    assert events[0] == CancelReceived(Cancel.STOP)
     assert len(events) == 2
     assert isinstance(events[1], ProtocolViolation)
 

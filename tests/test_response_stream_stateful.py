@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from reference_impl.errors import LocalProtocolError
+from reference_impl.protocol.messages import Cancel
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.protocol.response_stream import (
     CallerState,
@@ -389,7 +390,7 @@ class ResponseStreamModel(RuleBasedStateMachine):
         if self.worker_poisoned:
             assert events and all(isinstance(e, ProtocolViolation) for e in events)
             return
-        assert events == ([] if repeat else [CancelReceived(kind)])
+        assert events == ([] if repeat else [CancelReceived(Cancel(kind))])
         if not repeat and self.worker_cancelled != "kill":
             self.worker_cancelled = kind
 

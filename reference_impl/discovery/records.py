@@ -15,8 +15,6 @@ from reference_impl.errors import MalformedMessage
 from reference_impl.protocol.payload_codec import dumps_compact
 from reference_impl.routing import EndpointId
 
-PLANE_OF_TRANSPORT = {"tcp": "tcp", "nats_tcp": "nats", "http": "http"}
-TRANSPORT_OF_PLANE = {plane: key for key, plane in PLANE_OF_TRANSPORT.items()}
 U64_MAX = (1 << 64) - 1
 
 
@@ -34,10 +32,6 @@ class InstanceRecord:
     @property
     def endpoint_id(self) -> EndpointId:
         return EndpointId(self.namespace, self.component, self.endpoint)
-
-    @property
-    def plane(self) -> str | None:
-        return PLANE_OF_TRANSPORT.get(self.transport_kind)
 
     @property
     def key(self) -> str:

@@ -7,6 +7,7 @@ the real runtime's.  Parsing is strict about types (a clear
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,42 @@ STOP = b'"stop"'
 KILL = b'"kill"'
 SENTINEL = b'"sentinel"'
 CONTROL_WORDS = {STOP: "stop", KILL: "kill", SENTINEL: "sentinel"}
+
+
+class Cancel(enum.StrEnum):
+    """A caller's cancellation word, ordered by force: ``STOP < KILL``.
+
+    A kill overrides a stop, never the reverse, and a word is said once:
+    :meth:`overrides` is that rule, for every end that sends or applies one.
+    Members are the words themselves (``Cancel.STOP == "stop"``).
+    """
+
+    STOP = "stop"
+    KILL = "kill"
+
+    @property
+    def frame_header(self) -> bytes:
+        """The header-only control frame's header (a JSON string)."""
+        return STOP if self is Cancel.STOP else KILL
+
+    def overrides(self, current: str | None) -> bool:
+        """True when this word says more than ``current`` (None: nothing said yet)."""
+        return current is None or self > current
+
+    def __lt__(self, other: str) -> bool:
+        return _FORCE[self] < _FORCE[Cancel(other)]
+
+    def __le__(self, other: str) -> bool:
+        return _FORCE[self] <= _FORCE[Cancel(other)]
+
+    def __gt__(self, other: str) -> bool:
+        return _FORCE[self] > _FORCE[Cancel(other)]
+
+    def __ge__(self, other: str) -> bool:
+        return _FORCE[self] >= _FORCE[Cancel(other)]
+
+
+_FORCE = {Cancel.STOP: 1, Cancel.KILL: 2}
 
 # Dynamo >= 1.6 refuses control messages above this size.
 CONTROL_MESSAGE_MAX_BYTES = 128 * 1024

@@ -23,11 +23,10 @@ from typing import Any
 
 from reference_impl.errors import LocalProtocolError, MalformedMessage, ProtocolError
 from reference_impl.protocol.messages import (
-    KILL,
     RESPONSE_STREAM,
     SENTINEL,
-    STOP,
     CallHomeHandshake,
+    Cancel,
     ResponseStreamPrologue,
     control_word,
     decode_wrapper,
@@ -37,6 +36,8 @@ from reference_impl.protocol.messages import (
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.wire import two_part
 from reference_impl.wire.two_part import MessageKind, TwoPartDecoder, TwoPartMessage
+
+_CANCEL_WORDS = frozenset(Cancel)
 
 # --- events --------------------------------------------------------------------
 
@@ -91,7 +92,7 @@ class ProtocolViolation(Event):
 class CancelReceived(Event):
     """``"stop"`` or ``"kill"`` from the caller."""
 
-    kind: str
+    kind: Cancel
 
 
 # --- caller side ----------------------------------------------------------------
@@ -120,7 +121,7 @@ class CallerStream:
         self.codec = codec
         self.state = CallerState.AWAIT_HANDSHAKE if expect_handshake else CallerState.AWAIT_PROLOGUE
         self.decoder = TwoPartDecoder(max_message_size=max_message_size, verify_checksum=verify_checksum)
-        self.cancel_sent: str | None = None
+        self.cancel_sent: Cancel | None = None
         self.items_received = 0
         self._saw_final = False
 
@@ -178,7 +179,7 @@ class CallerStream:
                 if word == "sentinel":
                     self.state = CallerState.DONE
                     return SentinelReceived()
-                if word in ("stop", "kill"):
+                if word in _CANCEL_WORDS:
                     return self._violation(f"worker sent {word!r}, which only a caller may send")
                 return self._violation(f"unknown control message {message.header[:64]!r}")
             if kind is not MessageKind.DATA_ONLY:
@@ -217,13 +218,15 @@ class CallerStream:
         return StreamClosed(complete=complete, cancelled=cancelled and not complete)
 
     def send_cancel(self, kind: str) -> bytes:
-        """Frame for ``"stop"`` (graceful) or ``"kill"``; each is sent at most once."""
-        if kind not in ("stop", "kill"):
-            raise LocalProtocolError(f"unknown cancellation {kind!r}")
-        if self.cancel_sent == kind or self.cancel_sent == "kill":
+        """Frame for ``"stop"`` (graceful) or ``"kill"``; each is sent at most once, never a stop after a kill."""
+        try:
+            word = Cancel(kind)
+        except ValueError:
+            raise LocalProtocolError(f"unknown cancellation {kind!r}") from None
+        if not word.overrides(self.cancel_sent):
             return b""
-        self.cancel_sent = kind
-        return two_part.encode(STOP if kind == "stop" else KILL)
+        self.cancel_sent = word
+        return two_part.encode(word.frame_header)
 
 
 # --- worker side ----------------------------------------------------------------
@@ -246,7 +249,7 @@ class WorkerStream:
         self.write_checksum = write_checksum
         self.state = WorkerState.IDLE
         self.decoder = TwoPartDecoder(max_message_size=64 * 1024)
-        self.cancelled: str | None = None
+        self.cancelled: Cancel | None = None  # the strongest word received
 
     def _frame(self, header: bytes = b"", data: bytes = b"") -> bytes:
         return two_part.encode(header, data, write_checksum=self.write_checksum)
@@ -288,10 +291,11 @@ class WorkerStream:
             self.decoder.feed(data)
             for message in self.decoder:
                 word = control_word(message.header) if message.kind is MessageKind.HEADER_ONLY else None
-                if word in ("stop", "kill"):
-                    if self.cancelled != "kill":
-                        self.cancelled = word
-                    events.append(CancelReceived(word))
+                if word in _CANCEL_WORDS:
+                    cancel = Cancel(word)
+                    if cancel.overrides(self.cancelled):
+                        self.cancelled = cancel
+                    events.append(CancelReceived(cancel))
                 else:
                     events.append(ProtocolViolation(f"caller sent an unexpected {message.kind.value} frame"))
                     break

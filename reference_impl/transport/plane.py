@@ -1,10 +1,14 @@
-"""What every request-plane server offers the worker."""
+"""What a request plane is: its server (for the worker), its client (for the caller), and its description.
+
+A plane lives in its own folder under ``transport/`` and describes itself with one :class:`Plane`;
+``reference_impl.planes`` registers it.  Nothing else needs to know which planes exist.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from reference_impl.routing import EndpointId
 
@@ -37,3 +41,28 @@ class PlaneServer(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class PlaneClient(Protocol):
+    """What every request-plane client offers the caller."""
+
+    def send(self, address: str, headers: dict[str, str], payload: bytes, /) -> Awaitable[bytes]:
+        """Deliver one request to the address a discovery record gives; the ACK bytes (empty = accepted)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Plane:
+    """One request plane, as the worker and the caller need to know it.
+
+    The factories take the worker's and the caller's validated configuration
+    (``WorkerConfig``/``CallerConfig``, which read Dynamo's environment
+    variables); each plane reads only its own fields of it.
+    """
+
+    name: str  # DYN_REQUEST_PLANE's value
+    transport_kind: str  # key of the discovery record's transport map
+    make_server: Callable[[RequestSink, Any], PlaneServer]
+    make_client: Callable[[Any], PlaneClient]

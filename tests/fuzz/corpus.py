@@ -23,7 +23,7 @@ from reference_impl.protocol.messages import (
 )
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.protocol.response_stream import WorkerStream
-from reference_impl.transport.http2_server import PREFACE
+from reference_impl.transport.http.http2_server import PREFACE
 from reference_impl.wire import two_part
 from reference_impl.wire.request_frame import encode_ack, encode_request
 from tests.fuzz.fuzz_input import pack

@@ -20,9 +20,9 @@ from typing import Any
 import hpack
 from hyperframe.frame import ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame, SettingsFrame
 
-from reference_impl.transport.http1_server import Http1ServerSession
-from reference_impl.transport.http2_server import PREFACE, Http2ServerSession
-from reference_impl.transport.http_server import HttpRequestServer, _HttpConnection
+from reference_impl.transport.http.http1_server import Http1ServerSession
+from reference_impl.transport.http.http2_server import PREFACE, Http2ServerSession
+from reference_impl.transport.http.server import HttpRequestServer, _HttpConnection
 from tests.fuzz.checks import require
 from tests.fuzz.fuzz_input import FuzzInput
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from reference_impl.protocol.messages import KILL, SENTINEL, STOP, encode_final, encode_item
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.protocol.response_stream import WorkerStream
-from reference_impl.transport.http2_goaway import encode_goaway
-from reference_impl.transport.http2_server import PREFACE
+from reference_impl.transport.http.http2_goaway import encode_goaway
+from reference_impl.transport.http.http2_server import PREFACE
 from reference_impl.wire import two_part
 from reference_impl.wire.request_frame import encode_ack, encode_request
 from tests.fuzz.corpus import SEEDS

@@ -16,7 +16,7 @@ from reference_impl.protocol.envelope import parse_envelope
 from reference_impl.protocol.messages import CallHomeHandshake, RequestControlMessage, ResponseStreamPrologue
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.protocol.response_stream import CallerStream, ProtocolViolation
-from reference_impl.transport.http_server import HttpRequestServer, _HttpConnection
+from reference_impl.transport.http.server import HttpRequestServer, _HttpConnection
 from reference_impl.wire import two_part
 from tests.fuzz.fuzz_input import pack
 from tests.fuzz.http_targets import ENDPOINT, RecordingSink, RecordingTransport, check_http2, event_loop, h2_frames

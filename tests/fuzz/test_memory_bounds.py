@@ -17,9 +17,9 @@ import pytest
 from reference_impl.errors import FrameTooLarge
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.protocol.response_stream import CallerStream, ItemReceived, ProtocolViolation, WorkerStream
-from reference_impl.transport.http1_server import Http1ServerSession
-from reference_impl.transport.http2_server import PREFACE, Http2ServerSession
-from reference_impl.transport.http_server import HttpRequestServer, _HttpConnection
+from reference_impl.transport.http.http1_server import Http1ServerSession
+from reference_impl.transport.http.http2_server import PREFACE, Http2ServerSession
+from reference_impl.transport.http.server import HttpRequestServer, _HttpConnection
 from reference_impl.wire import two_part
 from reference_impl.wire.request_frame import RequestFrameDecoder, encode_request
 from reference_impl.wire.two_part import TwoPartDecoder

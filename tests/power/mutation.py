@@ -39,7 +39,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "wire/request_frame.py": ("TCP-FRAME", "TCP-SIZE-LIMIT", "TCP-SIZE-AT-LIMIT", "TCP-TRUNCATED", "TCP-CALLER-FRAME"),
     "protocol/ack.py": ("TCP-CALLER-REJECT", "TCP-CALLER-REJECT-OTHER", "TCP-UNKNOWN-ENDPOINT", "TCP-OVERLOAD"),
     "protocol/annotated.py": ("RS-ERROR-BEFORE", "RS-ERROR-MID", "RS-CALLER-ERROR-ITEM", "RS-CALLER-ITEMS"),
-    "transport/tcp_server.py": ("TCP-ACK-EMPTY", "TCP-ACK-ORDER", "TCP-SIZE-LIMIT", "TCP-ISOLATION", "TCP-TRUNCATED"),
+    "transport/tcp/server.py": ("TCP-ACK-EMPTY", "TCP-ACK-ORDER", "TCP-SIZE-LIMIT", "TCP-ISOLATION", "TCP-TRUNCATED"),
     "admission.py": ("TCP-OVERLOAD", "TCP-ACK-EMPTY"),
     "discovery/file_store.py": ("DISC-FILE-NAME", "DISC-RECORD", "DISC-LIVENESS", "DISC-CALLER-FINDS"),
 }

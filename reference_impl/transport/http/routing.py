@@ -12,7 +12,7 @@ import email.utils
 import http
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -41,6 +41,22 @@ class HttpAnswer:
         phrase = _HYPER_PHRASES.get(self.status) or http.HTTPStatus(self.status).phrase
         return phrase.encode()
 
+
+@dataclass(frozen=True, slots=True)
+class HttpServerLimits:
+    """What the HTTP/1.1 and h2 connection drivers need to know of their server (see ``HttpRequestServer``)."""
+
+    root: str
+    body_limit: int
+    max_header_size: int
+    h2_max_concurrent_streams: int
+    h2_window_size: int
+
+
+# A complete request (bare endpoint name, body, forwarded headers) -> its answer (the ACK).
+Admit = Callable[[str, bytes, Mapping[str, str]], HttpAnswer]
+# A peer's protocol error, kept for diagnostics.
+ReportWireError = Callable[[str], None]
 
 _HYPER_PHRASES = {413: "Payload Too Large"}  # where Python's phrase differs from hyper's (the http crate's)
 

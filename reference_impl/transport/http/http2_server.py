@@ -15,7 +15,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import h2.config
 import h2.connection
@@ -24,18 +23,18 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from reference_impl.transport.http2_goaway import NO_ERROR, Goaway, GoawayFilter, encode_goaway
-from reference_impl.transport.http_routing import (
+from reference_impl.transport.http.http2_goaway import NO_ERROR, Goaway, GoawayFilter, encode_goaway
+from reference_impl.transport.http.routing import (
     TOO_LARGE,
+    Admit,
     HttpAnswer,
+    HttpServerLimits,
+    ReportWireError,
     declared_length,
     http_date,
     route,
     sink_headers,
 )
-
-if TYPE_CHECKING:
-    from reference_impl.transport.http_server import HttpRequestServer
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +55,17 @@ class _Stream:
 
 
 class Http2ServerSession:
-    def __init__(self, server: HttpRequestServer, transport: asyncio.Transport, peer: str) -> None:
-        self.server = server
+    def __init__(
+        self,
+        limits: HttpServerLimits,
+        admit: Admit,
+        report_wire_error: ReportWireError,
+        transport: asyncio.Transport,
+        peer: str,
+    ) -> None:
+        self.limits = limits
+        self.admit = admit
+        self.report_wire_error = report_wire_error
         self.transport = transport
         self.peer = peer
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
@@ -65,14 +73,14 @@ class Http2ServerSession:
         self.h2.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: server.h2_max_concurrent_streams,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: server.h2_window_size,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: server.max_header_size,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.h2_max_concurrent_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: limits.h2_window_size,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_size,
             },
         )
         self.h2.initiate_connection()
-        if server.h2_window_size > DEFAULT_WINDOW:
-            self.h2.increment_flow_control_window(server.h2_window_size - DEFAULT_WINDOW)
+        if limits.h2_window_size > DEFAULT_WINDOW:
+            self.h2.increment_flow_control_window(limits.h2_window_size - DEFAULT_WINDOW)
         self.goaways = GoawayFilter(preface_length=len(PREFACE))
         self.streams: dict[int, _Stream] = {}
         self.highest_stream_id = 0
@@ -127,7 +135,7 @@ class Http2ServerSession:
         for name, value in event.headers or ():
             if name.startswith(b":") or name == b"content-length":
                 pseudo[bytes(name)] = bytes(value)
-        decision = route(pseudo.get(b":method", b""), pseudo.get(b":path", b""), self.server.root)
+        decision = route(pseudo.get(b":method", b""), pseudo.get(b":path", b""), self.limits.root)
         stream = _Stream(None, sink_headers((bytes(n), bytes(v)) for n, v in event.headers or ()))
         self.streams[stream_id] = stream
         if event.stream_ended is not None:
@@ -136,7 +144,7 @@ class Http2ServerSession:
             self._answer(stream_id, stream, decision)
             return
         length = declared_length(pseudo.get(b"content-length"))
-        if length is not None and length > self.server.body_limit:
+        if length is not None and length > self.limits.body_limit:
             self._answer(stream_id, stream, TOO_LARGE)
             return
         stream.endpoint = decision.endpoint
@@ -155,7 +163,7 @@ class Http2ServerSession:
             return
         stream.chunks.append(event.data)
         stream.size += len(event.data)
-        if stream.size > self.server.body_limit:
+        if stream.size > self.limits.body_limit:
             stream.chunks.clear()
             stream.endpoint = None
             self._answer(stream_id, stream, TOO_LARGE)
@@ -194,7 +202,7 @@ class Http2ServerSession:
         assert stream.endpoint is not None
         body = b"".join(stream.chunks)
         stream.chunks.clear()
-        answer = self.server.admit(stream.endpoint, body, stream.headers)
+        answer = self.admit(stream.endpoint, body, stream.headers)
         stream.endpoint = None
         self._answer(stream_id, stream, answer)
 
@@ -257,7 +265,7 @@ class Http2ServerSession:
             reason = f"{type(exc).__name__}: a frame for stream {exc.stream_id}, which is not open"
         else:
             reason = str(exc) or type(exc).__name__
-        self.server.record_wire_error(f"HTTP/2 from {self.peer}: {reason}")
+        self.report_wire_error(f"HTTP/2 from {self.peer}: {reason}")
         log.warning("closing HTTP/2 connection from %s: %s", self.peer, reason)
         self.h2.clear_outbound_data_buffer()  # h2 queued a GOAWAY without the reason: ours replaces it
         error_code = int(getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR))

@@ -40,7 +40,7 @@ from nats.micro.service import EndpointConfig, Service
 
 from reference_impl.protocol.ack import UNAVAILABLE_PREFIX
 from reference_impl.routing import EndpointId, nats_service_name, nats_service_subject, nats_subject
-from reference_impl.transport.nats_client import (
+from reference_impl.transport.nats.client import (
     DEFAULT_CONNECT_TIMEOUT,
     DYNAMO_DEFAULT_CREDENTIALS,
     NatsLink,

@@ -25,8 +25,8 @@ import h2.exceptions
 
 from reference_impl.errors import TransportError
 from reference_impl.transport.flow import WriteFlowControl, peer_name, set_nodelay
-from reference_impl.transport.http2_goaway import NO_ERROR, Goaway, GoawayFilter
-from reference_impl.transport.http_target import HeaderFields, HttpTarget
+from reference_impl.transport.http.http2_goaway import NO_ERROR, Goaway, GoawayFilter
+from reference_impl.transport.http.target import HeaderFields, HttpTarget
 
 MAX_ANSWER_BODY = 64 * 1024  # an ACK is empty and a rejection a line of text; keep no more than this
 

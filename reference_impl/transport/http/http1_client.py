@@ -16,7 +16,7 @@ import h11
 
 from reference_impl.errors import TransportError
 from reference_impl.transport.flow import WriteFlowControl, set_nodelay
-from reference_impl.transport.http_target import HeaderFields, HttpTarget, open_connection
+from reference_impl.transport.http.target import HeaderFields, HttpTarget, open_connection
 
 MAX_ANSWER_BODY = 64 * 1024  # an ACK is empty and a rejection a line of text; keep no more than this
 

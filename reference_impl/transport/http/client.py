@@ -17,9 +17,9 @@ from collections.abc import Mapping
 
 from reference_impl.errors import AckTimeout, RequestRejected, TransportError, WorkerOverloaded, WorkerUnavailable
 from reference_impl.protocol import ack
-from reference_impl.transport.http1_client import Http1Pool
-from reference_impl.transport.http2_client import ConnectionRetired, Http2ClientConnection
-from reference_impl.transport.http_target import HeaderFields, HttpTarget, open_connection, parse_http_url
+from reference_impl.transport.http.http1_client import Http1Pool
+from reference_impl.transport.http.http2_client import ConnectionRetired, Http2ClientConnection
+from reference_impl.transport.http.target import HeaderFields, HttpTarget, open_connection, parse_http_url
 
 DEFAULT_REQUEST_TIMEOUT = 5.0  # DYN_HTTP_REQUEST_TIMEOUT
 DEFAULT_CONNECT_TIMEOUT = 5.0

@@ -20,9 +20,15 @@ from typing import Protocol
 from reference_impl.protocol import ack
 from reference_impl.routing import DEFAULT_HTTP_ROOT, EndpointId, http_url
 from reference_impl.transport.flow import peer_name, set_nodelay
-from reference_impl.transport.http1_server import Http1ServerSession
-from reference_impl.transport.http2_server import PREFACE, Http2ServerSession
-from reference_impl.transport.http_routing import UNKNOWN_ENDPOINT, HttpAnswer, answer_offer, normalize_root
+from reference_impl.transport.http.http1_server import Http1ServerSession
+from reference_impl.transport.http.http2_server import PREFACE, Http2ServerSession
+from reference_impl.transport.http.routing import (
+    UNKNOWN_ENDPOINT,
+    HttpAnswer,
+    HttpServerLimits,
+    answer_offer,
+    normalize_root,
+)
 from reference_impl.transport.plane import Advertisement, RequestSink
 
 log = logging.getLogger(__name__)
@@ -87,9 +93,11 @@ class _HttpConnection(asyncio.Protocol):
         peer = peer_name(self.transport)
         self.protocol = protocol
         if protocol == "h2":
-            self.session = Http2ServerSession(self.server, self.transport, peer)
+            session_type: type[Http1ServerSession | Http2ServerSession] = Http2ServerSession
         else:
-            self.session = Http1ServerSession(self.server, self.transport, peer)
+            session_type = Http1ServerSession
+        server = self.server
+        self.session = session_type(server.limits, server.admit, server.record_wire_error, self.transport, peer)
         if self._shutdown:
             self.session.shutdown()
 
@@ -146,6 +154,9 @@ class HttpRequestServer:
         self.h2_window_size = h2_window_size
         self.max_header_size = max_header_size
         self.shutdown_grace = shutdown_grace
+        self.limits = HttpServerLimits(
+            self.root, body_limit, max_header_size, h2_max_concurrent_streams, h2_window_size
+        )
         self.endpoints: set[str] = set()  # bare endpoint names, as Dynamo keys its handler map
         self.connections: set[_HttpConnection] = set()
         self.connections_accepted = 0

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 import h11
 
-from reference_impl.transport.http_routing import (
+from reference_impl.transport.http.routing import (
     TOO_LARGE,
+    Admit,
     HttpAnswer,
+    HttpServerLimits,
+    ReportWireError,
     bad_request,
     declared_length,
     http_date,
@@ -31,20 +33,26 @@ from reference_impl.transport.http_routing import (
     text_answer,
 )
 
-if TYPE_CHECKING:
-    from reference_impl.transport.http_server import HttpRequestServer
-
 log = logging.getLogger(__name__)
 
 LINGER_SECONDS = 2.0
 
 
 class Http1ServerSession:
-    def __init__(self, server: HttpRequestServer, transport: asyncio.Transport, peer: str) -> None:
-        self.server = server
+    def __init__(
+        self,
+        limits: HttpServerLimits,
+        admit: Admit,
+        report_wire_error: ReportWireError,
+        transport: asyncio.Transport,
+        peer: str,
+    ) -> None:
+        self.limits = limits
+        self.admit = admit
+        self.report_wire_error = report_wire_error
         self.transport = transport
         self.peer = peer
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=server.max_header_size)
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_size)
         self.endpoint: str | None = None  # set while collecting the body of a routed request
         self.headers: dict[str, str] = {}
         self.chunks: list[bytes] = []
@@ -92,12 +100,12 @@ class Http1ServerSession:
 
     def _on_request(self, request: h11.Request) -> None:
         self.in_request = True
-        decision = route(request.method, request.target, self.server.root)
+        decision = route(request.method, request.target, self.limits.root)
         if isinstance(decision, HttpAnswer):
             self._answer_early(decision, request)
             return
         length = declared_length(_header(request, b"content-length"))
-        if length is not None and length > self.server.body_limit:
+        if length is not None and length > self.limits.body_limit:
             self._answer_early(TOO_LARGE, request)
             return
         self.endpoint = decision.endpoint
@@ -111,7 +119,7 @@ class Http1ServerSession:
         if self.endpoint is None:
             return
         self.size += len(data)
-        if self.size > self.server.body_limit:
+        if self.size > self.limits.body_limit:
             self.chunks.clear()
             self.endpoint = None
             self._answer(TOO_LARGE, close=True)
@@ -124,7 +132,7 @@ class Http1ServerSession:
         endpoint, self.endpoint = self.endpoint, None
         body = b"".join(self.chunks)
         self.chunks.clear()
-        self._answer(self.server.admit(endpoint, body, self.headers), close=self.stopping)
+        self._answer(self.admit(endpoint, body, self.headers), close=self.stopping)
 
     def _next_cycle(self) -> bool:
         """Both sides finished a request: get ready for the next one on this connection."""
@@ -145,7 +153,7 @@ class Http1ServerSession:
         length = declared_length(_header(request, b"content-length")) or 0
         chunked = _header(request, b"transfer-encoding") is not None
         self.endpoint = None
-        self._answer(answer, close=chunked or length > self.server.body_limit or self.stopping)
+        self._answer(answer, close=chunked or length > self.limits.body_limit or self.stopping)
 
     def _answer(self, answer: HttpAnswer, *, close: bool) -> None:
         headers = [
@@ -165,7 +173,7 @@ class Http1ServerSession:
 
     def _reject_malformed(self, exc: h11.RemoteProtocolError) -> None:
         reason = str(exc) or "malformed request"
-        self.server.record_wire_error(f"HTTP/1.1 from {self.peer}: {reason}")
+        self.report_wire_error(f"HTTP/1.1 from {self.peer}: {reason}")
         log.warning("closing HTTP/1.1 connection from %s: %s", self.peer, reason)
         status = exc.error_status_hint
         answer = bad_request(reason) if status == 400 else text_answer(status, reason)

@@ -23,7 +23,7 @@ from reference_impl.errors import (
     StreamIncomplete,
     StreamProtocolViolation,
 )
-from reference_impl.protocol.messages import ConnectionInfo, TcpStreamConnectionInfo
+from reference_impl.protocol.messages import Cancel, ConnectionInfo, TcpStreamConnectionInfo
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.protocol.response_stream import (
     CallerStream,
@@ -60,7 +60,7 @@ class PendingResponse:
         self._ended = False
         self._prologue: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._wakeup: asyncio.Future[None] | None = None
-        self._cancel_requested: str | None = None
+        self._cancel_requested: Cancel | None = None
         self._dropped = False
         self.registered_at = time.monotonic()
         self.connected_at: float | None = None
@@ -110,7 +110,7 @@ class PendingResponse:
             self._settle_prologue(violation)
             self._finish(violation)
             if self.connection is not None:
-                self.connection.send_cancel("kill")
+                self.connection.send_cancel(Cancel.KILL)
                 self.connection.close()
         elif isinstance(event, StreamClosed):
             if event.complete or event.cancelled:
@@ -159,7 +159,7 @@ class PendingResponse:
             self._settle_prologue(error)
             self._finish(error)
             if self.connection is not None:
-                self.connection.send_cancel("kill")
+                self.connection.send_cancel(Cancel.KILL)
                 self.connection.close()
             raise error from None
 
@@ -191,11 +191,12 @@ class PendingResponse:
         """Send ``"stop"`` (keep reading to the end) or ``"kill"`` (and drop the stream)."""
         if self._ended:
             return
-        self._cancel_requested = "kill" if kind == "kill" or self._cancel_requested == "kill" else kind
+        word = Cancel(kind)
+        if word.overrides(self._cancel_requested):
+            self._cancel_requested = word
         if self.connection is not None:
-            self.connection.send_cancel(kind)
-            self.connection.machine.cancel_sent = self._cancel_requested
-        if kind == "kill":
+            self.connection.send_cancel(word)
+        if word is Cancel.KILL:
             self._items.clear()
             self._finish(None)
             if self.connection is not None:
@@ -214,13 +215,13 @@ class PendingResponse:
         self._items.clear()
         if self.connection is not None:
             self.connection.resume_reading()
-        self.cancel("stop")
-        asyncio.get_running_loop().call_later(grace, self.cancel, "kill")
+        self.cancel(Cancel.STOP)
+        asyncio.get_running_loop().call_later(grace, self.cancel, Cancel.KILL)
 
     def abandon(self) -> None:
         """The consumer went away: kill the stream if it is still running."""
         if not self._ended:
-            self.cancel("kill")
+            self.cancel(Cancel.KILL)
         self._server.forget(self.info.subject)
         if not self._prologue.done():
             self._prologue.cancel()
@@ -364,7 +365,7 @@ class ResponseStreamServer:
     def claim(self, subject: str) -> PendingResponse | None:
         """A subject is good for one connection only."""
         pending = self._pending.pop(subject, None)
-        if pending is not None and pending._ended:
+        if pending is not None and pending.ended:
             return None
         return pending
 

@@ -22,7 +22,7 @@ Where nats-py alone would mislead, this module checks for itself:
 
 :class:`NatsLink` (connect with bounded, logged reconnects) and
 :func:`confirm_sent` are shared with the worker side in
-:mod:`reference_impl.transport.nats_server`.
+:mod:`reference_impl.transport.nats.server`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.micro.request import ERROR_CODE_HEADER, ERROR_HEADER
 
-from reference_impl.errors import AckTimeout, LocalProtocolError, TransportError
+from reference_impl.errors import AckTimeout, LocalProtocolError, NatsPayloadTooLarge, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +54,6 @@ DYNAMO_DEFAULT_CREDENTIALS = ("user", "user")
 
 class NatsNoResponders(TransportError):
     """Nobody subscribes to the subject: the server answered the request with status 503."""
-
-
-class NatsPayloadTooLarge(TransportError, LocalProtocolError):
-    """The message (headers + payload) exceeds the server's ``max_payload``; nothing was sent.
-
-    A transport error, as Dynamo reports it (CannotConnect), and a local protocol error, as the TCP client's
-    oversized frame is.
-    """
-
-    def __init__(self, subject: str, size: int, header_size: int, max_payload: int) -> None:
-        super().__init__(
-            f"request to {subject} is {size} bytes ({size - header_size} payload + {header_size} headers), "
-            f"over the NATS server's max_payload of {max_payload} bytes"
-        )
-        self.size = size
-        self.max_payload = max_payload
 
 
 # --- the connection ------------------------------------------------------------------------------------------------
