@@ -17,14 +17,19 @@ from fixtures.roles import CallerUnderTest
 
 NOTICE_WITHIN_S = 2.0  # RS-CALLER-DROP / RS-CALLER-TASK-CANCEL: first stop/kill after the consumer let go
 CLOSE_WITHIN_S = 10.0  # ... and the call-home connection closed
+# RS-CALLER-TASK-CANCEL-HELD: the adapter keeps the stream referenced this long after cancelling its reading task,
+# longer than NOTICE_WITHIN_S, so the stop must come from the cancellation, not from releasing the stream.
+HOLD_AFTER_TASK_CANCEL_S = NOTICE_WITHIN_S + 1.0
 SLOW_STREAM = {"interval": 0.05, "count": 400}
 
 
-async def _abandon(impl_caller: CallerUnderTest, probe_worker: ProbeWorker, mode: str) -> None:
-    answer = await impl_caller.call(
-        probe_worker.endpoint("slow"), dict(SLOW_STREAM), cancel={"after_items": 2, "mode": mode}, deadline=15.0
-    )
-    let_go_by = time.monotonic()  # the adapter answered: the consumer had let go before this
+async def _abandon(impl_caller: CallerUnderTest, probe_worker: ProbeWorker, mode: str, hold_s: float = 0.0) -> None:
+    cancel: dict[str, object] = {"after_items": 2, "mode": mode}
+    if hold_s:
+        cancel["hold_s"] = hold_s  # the stream stays referenced: only the cancellation itself may stop it
+    answer = await impl_caller.call(probe_worker.endpoint("slow"), dict(SLOW_STREAM), cancel=cancel, deadline=15.0)
+    answered = time.monotonic()
+    let_go_by = answered - hold_s  # the adapter answered: the consumer had let go before this
     assert answer["outcome"] == "cancelled", answer
     assert [item["seq"] for item in answer["items"]] == [0, 1], answer
     (received,) = await probe_worker.wait_for_requests(1)
@@ -37,6 +42,10 @@ async def _abandon(impl_caller: CallerUnderTest, probe_worker: ProbeWorker, mode
         f"controls {words}, caller closed: {activity.caller_closed_at is not None}"
     )
     notice_s = activity.controls[0][0] - let_go_by
+    if hold_s:
+        assert activity.controls[0][0] < answered, (
+            f"{words[0]!r} came only once the stream object was released, not when its reading task was cancelled"
+        )
     assert notice_s < NOTICE_WITHIN_S, f"{words[0]!r} came {notice_s:.2f}s after the consumer let go"
     await asyncio.wait_for(received.done.wait(), CLOSE_WITHIN_S + 5.0)
     assert activity.caller_closed_at is not None, f"the call-home connection was left open (controls {words})"
@@ -53,3 +62,10 @@ async def test_releasing_a_stream_cancels_it(impl_caller: CallerUnderTest, probe
 @pytest.mark.req("RS-CALLER-TASK-CANCEL")
 async def test_cancelling_the_reading_task_cancels_the_stream(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
     await _abandon(impl_caller, probe_worker, "cancel_task")
+
+
+@pytest.mark.req("RS-CALLER-TASK-CANCEL-HELD")
+async def test_cancelling_the_reading_task_cancels_a_stream_still_referenced(
+    impl_caller: CallerUnderTest, probe_worker: ProbeWorker
+):
+    await _abandon(impl_caller, probe_worker, "cancel_task", hold_s=HOLD_AFTER_TASK_CANCEL_S)
