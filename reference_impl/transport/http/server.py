@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Protocol, cast
 
 from reference_impl.protocol import ack
 from reference_impl.routing import DEFAULT_HTTP_ROOT, EndpointId, http_url
@@ -71,8 +71,7 @@ class _HttpConnection(asyncio.Protocol):
         self._shutdown = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # not isinstance: uvloop's transports are not subclasses
         set_nodelay(transport)
         self.server.connection_opened(self)
 
