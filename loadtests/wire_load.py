@@ -44,12 +44,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from reference_impl.discovery.file_store import FileDiscovery
+from reference_impl.planes import plane_of_transport
 from reference_impl.protocol import annotated
 from reference_impl.protocol.envelope import build_envelope
 from reference_impl.protocol.messages import ConnectionInfo, RequestControlMessage, TcpStreamConnectionInfo
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.routing import EndpointId, parse_tcp_transport
-from reference_impl.transport.nats_client import DYNAMO_DEFAULT_CREDENTIALS
+from reference_impl.transport.nats.client import DYNAMO_DEFAULT_CREDENTIALS
 from reference_impl.wire.request_frame import encode_request
 
 PRELUDE = struct.Struct(">QQQ")
@@ -137,7 +138,8 @@ class WireLoad:
         if not records:
             raise RuntimeError(f"no instance of {endpoint} in {discovery_dir}")
         record = records[0]
-        self.plane = record.plane
+        plane = plane_of_transport(record.transport_kind)
+        self.plane = plane.name if plane is not None else record.transport_kind
         if self.plane not in ("tcp", "nats"):
             raise RuntimeError(f"the wire generator speaks the TCP and NATS planes; {endpoint} serves {self.plane}")
         if self.plane == "nats" and not nats_url:
