@@ -126,7 +126,7 @@ async def test_caller_closes_promptly_after_the_sentinel(impl_caller: CallerUnde
 async def test_graceful_cancel_sends_stop(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
     answer = await impl_caller.call(
         probe_worker.endpoint("slow"),
-        {"interval": 0.05, "count": 400},
+        {"interval": 0.05, "count": 400, "end_on_cancel": True},  # the worker ends the stream, as Dynamo's does
         cancel={"after_items": 2, "mode": "stop"},
         deadline=15.0,
     )
