@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from fixtures.failures import assert_prompt_failure, before
+from fixtures.failures import PROMPT_DEADLINE_S, assert_prompt_failure, before
 from fixtures.judge.codecs import PayloadCodec
 from fixtures.judge.discovery import InstanceRecord
 from fixtures.judge.routing import parse_tcp_transport
@@ -138,7 +138,7 @@ async def test_an_unreachable_worker_fails_the_call_promptly(
 async def test_rejection_acks_fail_the_call_at_once(
     impl_caller: CallerUnderTest, probe_worker: ProbeWorker, behaviour: str
 ):
-    answer = await impl_caller.call(probe_worker.endpoint(behaviour), {"n": 1}, deadline=10.0)
+    answer = await impl_caller.call(probe_worker.endpoint(behaviour), {"n": 1}, deadline=PROMPT_DEADLINE_S)
     assert answer["outcome"] == "error", f"a rejected call must fail: {answer}"
     assert answer["error"]["kind"] in REJECTION_KINDS, answer["error"]
     assert_prompt_failure(answer, f"a {behaviour} ACK")
@@ -147,7 +147,7 @@ async def test_rejection_acks_fail_the_call_at_once(
 @pytest.mark.req("TCP-CALLER-REJECT-OTHER")
 @pytest.mark.planes("tcp")
 async def test_other_non_empty_acks_fail_the_call(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
-    answer = await impl_caller.call(probe_worker.endpoint("reject_other"), {"n": 1}, deadline=6.0)
+    answer = await impl_caller.call(probe_worker.endpoint("reject_other"), {"n": 1}, deadline=PROMPT_DEADLINE_S)
     assert answer["outcome"] == "error", f"a non-empty ACK was taken as success: {answer}"
     # Failing later by the call-home timeout is taking the ACK as success: the reason must be the ACK.
     assert answer["error"]["kind"] in REJECTION_KINDS, f"failed, but not as a rejection: {answer['error']}"

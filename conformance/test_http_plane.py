@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import h2.exceptions
 import pytest
 
-from fixtures.failures import assert_prompt_failure
+from fixtures.failures import PROMPT_DEADLINE_S, assert_prompt_failure
 from fixtures.judge.discovery import InstanceRecord
 from fixtures.probes.http_front import BODY_LIMIT, GATHER_COUNT, HttpExchange, HttpFront
 from fixtures.probes.http_wire import H2Wire, Http1Wire
@@ -433,7 +433,7 @@ async def test_caller_sends_request_id_and_send_time(impl_caller: CallerUnderTes
 async def test_a_non_2xx_answer_fails_the_call_at_once(
     impl_caller: CallerUnderTest, probe_worker: ProbeWorker, behaviour: str
 ):
-    answer = await impl_caller.call(probe_worker.endpoint(behaviour), {"status": behaviour}, deadline=15.0)
+    answer = await impl_caller.call(probe_worker.endpoint(behaviour), {"status": behaviour}, deadline=PROMPT_DEADLINE_S)
     assert_prompt_failure(answer, f"HTTP answer {behaviour}")
     statuses = [e.status for e in _exchanges(probe_worker, behaviour)]
     assert statuses and statuses[0] in (404, 500, 503), statuses
@@ -445,7 +445,7 @@ async def test_an_oversized_request_fails_and_the_next_call_works(
     impl_caller: CallerUnderTest, probe_worker: ProbeWorker
 ):
     big = {"blob": "o" * (BODY_LIMIT + 64 * 1024)}
-    answer = await impl_caller.call(probe_worker.endpoint("echo"), big, deadline=15.0)
+    answer = await impl_caller.call(probe_worker.endpoint("echo"), big, deadline=PROMPT_DEADLINE_S)
     assert_prompt_failure(answer, "a 413 answer")
     statuses = [e.status for e in _exchanges(probe_worker, "echo")]
     assert statuses == [413], statuses
@@ -484,7 +484,7 @@ async def test_an_h2_caller_multiplexes_concurrent_requests(impl_caller: CallerU
 @pytest.mark.robustness
 async def test_a_reset_request_fails_alone(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
     calls: list[Any] = [
-        impl_caller.call(probe_worker.endpoint("reset_stream"), {"reset": True}, deadline=15.0),
+        impl_caller.call(probe_worker.endpoint("reset_stream"), {"reset": True}, deadline=PROMPT_DEADLINE_S),
         impl_caller.call(probe_worker.endpoint("stream"), {"count": 3}),
         impl_caller.call(probe_worker.endpoint("slow"), {"count": 5, "interval": 0.05}),
     ]

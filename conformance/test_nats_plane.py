@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from fixtures.failures import assert_prompt_failure, before
+from fixtures.failures import PROMPT_DEADLINE_S, assert_prompt_failure, before
 from fixtures.judge.routing import nats_service_name, nats_subject
 from fixtures.nats_server import NatsServer
 from fixtures.probes.callhome_recorder import CallHomeRecorder
@@ -147,7 +147,7 @@ async def test_worker_serves_many_concurrent_requests_intact(impl_worker: Worker
 
 @pytest.mark.req("NATS-CALLER-REJECT")
 async def test_rejection_reply_fails_the_call(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
-    answer = await impl_caller.call(probe_worker.endpoint("reject_overloaded"), {"n": 1}, deadline=8.0)
+    answer = await impl_caller.call(probe_worker.endpoint("reject_overloaded"), {"n": 1}, deadline=PROMPT_DEADLINE_S)
     assert answer["outcome"] == "error", f"a rejection reply was taken as an ACK: {answer}"
     assert_prompt_failure(answer, "a rejection reply")
 
