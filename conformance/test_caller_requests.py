@@ -9,13 +9,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from fixtures.failures import ACK_TIMEOUT_S, CALLHOME_TIMEOUT_S, assert_prompt_failure
+from fixtures.failures import PROMPT_DEADLINE_S, assert_prompt_failure, before
 from fixtures.judge.codecs import PayloadCodec
 from fixtures.judge.discovery import InstanceRecord
 from fixtures.judge.routing import parse_tcp_transport
 from fixtures.judge.two_part import PRELUDE, xxh3_64
 from fixtures.probes.probe_worker import ProbeWorker
 from fixtures.roles import CallerUnderTest
+from fixtures.timeouts import DEADLINE_TOLERANCE_S, TimeoutInForce
 
 REJECTION_KINDS = {"unavailable", "overloaded", "rejected"}
 
@@ -121,12 +122,14 @@ async def test_records_with_unknown_fields_are_still_used(
 
 @pytest.mark.robustness
 @pytest.mark.req("CALLER-UNREACHABLE")
-async def test_an_unreachable_worker_fails_the_call_promptly(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
+async def test_an_unreachable_worker_fails_the_call_promptly(
+    impl_caller: CallerUnderTest, probe_worker: ProbeWorker, timeouts: Callable[[str], TimeoutInForce]
+):
     """The record exists but nothing serves it: closed port (TCP), no responders (NATS)."""
-    answer = await impl_caller.call(probe_worker.endpoint("absent"), {"n": 1}, deadline=20.0)
+    answer = await impl_caller.call(probe_worker.endpoint("absent"), {"n": 1}, deadline=timeouts("ack").bound("ack"))
     assert answer["outcome"] == "error", f"a call to nobody did not fail: {answer}"
     # Refused at once (closed port, no responders): nothing to wait for, so no ACK timeout may stand in.
-    assert_prompt_failure(answer, "a call to an unreachable worker", within=ACK_TIMEOUT_S - 1.0)
+    assert_prompt_failure(answer, "a call to an unreachable worker", within=before(timeouts("ack")))
 
 
 @pytest.mark.req("TCP-CALLER-REJECT")
@@ -135,7 +138,7 @@ async def test_an_unreachable_worker_fails_the_call_promptly(impl_caller: Caller
 async def test_rejection_acks_fail_the_call_at_once(
     impl_caller: CallerUnderTest, probe_worker: ProbeWorker, behaviour: str
 ):
-    answer = await impl_caller.call(probe_worker.endpoint(behaviour), {"n": 1}, deadline=10.0)
+    answer = await impl_caller.call(probe_worker.endpoint(behaviour), {"n": 1}, deadline=PROMPT_DEADLINE_S)
     assert answer["outcome"] == "error", f"a rejected call must fail: {answer}"
     assert answer["error"]["kind"] in REJECTION_KINDS, answer["error"]
     assert_prompt_failure(answer, f"a {behaviour} ACK")
@@ -144,24 +147,32 @@ async def test_rejection_acks_fail_the_call_at_once(
 @pytest.mark.req("TCP-CALLER-REJECT-OTHER")
 @pytest.mark.planes("tcp")
 async def test_other_non_empty_acks_fail_the_call(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
-    answer = await impl_caller.call(probe_worker.endpoint("reject_other"), {"n": 1}, deadline=6.0)
+    answer = await impl_caller.call(probe_worker.endpoint("reject_other"), {"n": 1}, deadline=PROMPT_DEADLINE_S)
     assert answer["outcome"] == "error", f"a non-empty ACK was taken as success: {answer}"
     # Failing later by the call-home timeout is taking the ACK as success: the reason must be the ACK.
     assert answer["error"]["kind"] in REJECTION_KINDS, f"failed, but not as a rejection: {answer['error']}"
     assert_prompt_failure(answer, "an unknown non-empty ACK")
 
 
-@pytest.mark.req("CALLER-ACK-TIMEOUT")
-async def test_a_missing_ack_fails_the_call(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
-    answer = await impl_caller.call(probe_worker.endpoint("no_ack"), {"n": 1}, deadline=20.0)
-    assert answer["outcome"] == "error", f"no bounded wait for the ACK: {answer}"
+async def _deadline_honoured(impl_caller: CallerUnderTest, endpoint: str, timeout: TimeoutInForce, name: str) -> None:
+    """The call fails by the implementation's own deadline (``timeout``, in force), within the tolerance."""
+    bound = timeout.bound(name)
+    # The suite's deadline sits just past the bound: a later failure is a failure of the requirement anyway.
+    answer = await impl_caller.call(endpoint, {"n": 1}, deadline=bound + DEADLINE_TOLERANCE_S)
+    assert answer["outcome"] == "error", f"no bounded wait ({name} timeout {timeout}): {answer}"
     assert answer["error"]["kind"] != "timeout", f"only the suite's deadline ended the wait: {answer['error']}"
+    assert answer["elapsed_s"] < bound, f"waited {answer['elapsed_s']:.1f}s; the {name} timeout in force: {timeout}"
+
+
+@pytest.mark.req("CALLER-ACK-TIMEOUT")
+async def test_a_missing_ack_fails_the_call(
+    impl_caller: CallerUnderTest, probe_worker: ProbeWorker, timeouts: Callable[[str], TimeoutInForce]
+):
+    await _deadline_honoured(impl_caller, probe_worker.endpoint("no_ack"), timeouts("ack"), "ack")
 
 
 @pytest.mark.req("CALLER-CALLHOME-TIMEOUT")
-async def test_a_worker_that_never_calls_home_fails_the_call(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
-    """The suite sets RP_CALLHOME_TIMEOUT=3 for callers; 12 s is ample."""
-    answer = await impl_caller.call(probe_worker.endpoint("silent"), {"n": 1}, deadline=12.0)
-    assert answer["outcome"] == "error", f"the caller waited for a call-home that never came: {answer}"
-    assert answer["error"]["kind"] != "timeout", f"only the suite's deadline ended the wait: {answer['error']}"
-    assert answer["elapsed_s"] < CALLHOME_TIMEOUT_S + 3.0, f"waited {answer['elapsed_s']:.1f}s for the call-home"
+async def test_a_worker_that_never_calls_home_fails_the_call(
+    impl_caller: CallerUnderTest, probe_worker: ProbeWorker, timeouts: Callable[[str], TimeoutInForce]
+):
+    await _deadline_honoured(impl_caller, probe_worker.endpoint("silent"), timeouts("callhome"), "callhome")

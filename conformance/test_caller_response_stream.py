@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fixtures.failures import assert_prompt_failure
+from fixtures.failures import PROMPT_DEADLINE_S, assert_prompt_failure
 from fixtures.item_shapes import VARIED_VALUES, assert_same_values
 from fixtures.judge.codecs import PayloadCodec
 from fixtures.probes.probe_worker import ERROR_ITEM_TEXT, PROLOGUE_ERROR_TEXT, ProbeWorker
@@ -67,7 +67,7 @@ async def test_frames_with_xxh3_checksums_are_accepted(
 
 @pytest.mark.req("RS-CALLER-PROLOGUE-ERROR")
 async def test_prologue_error_fails_the_call_with_its_text(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
-    answer = await impl_caller.call(probe_worker.endpoint("prologue_error"), {}, deadline=10.0)
+    answer = await impl_caller.call(probe_worker.endpoint("prologue_error"), {}, deadline=PROMPT_DEADLINE_S)
     assert_prompt_failure(answer, "a prologue error")
     assert answer["items"] == []
     assert PROLOGUE_ERROR_TEXT in answer["error"]["message"], answer["error"]
@@ -77,7 +77,7 @@ async def test_prologue_error_fails_the_call_with_its_text(impl_caller: CallerUn
 async def test_error_item_is_reported_after_the_items_before_it(
     impl_caller: CallerUnderTest, probe_worker: ProbeWorker
 ):
-    answer = await impl_caller.call(probe_worker.endpoint("error_item"), {}, deadline=10.0)
+    answer = await impl_caller.call(probe_worker.endpoint("error_item"), {}, deadline=PROMPT_DEADLINE_S)
     assert answer["items"] == [{"seq": 0}], answer
     assert answer["outcome"] == "error", f"an error item was swallowed: {answer}"
     assert_prompt_failure(answer, "an error item")
@@ -90,7 +90,7 @@ async def test_error_item_is_reported_after_the_items_before_it(
 async def test_stream_cut_before_complete_final_is_an_error(
     impl_caller: CallerUnderTest, probe_worker: ProbeWorker, behaviour: str
 ):
-    answer = await impl_caller.call(probe_worker.endpoint(behaviour), {"count": 2}, deadline=10.0)
+    answer = await impl_caller.call(probe_worker.endpoint(behaviour), {"count": 2}, deadline=PROMPT_DEADLINE_S)
     assert answer["outcome"] == "error", f"a cut stream was presented as complete: {answer}"
     assert_prompt_failure(answer, f"a stream cut by {behaviour}")
     assert _seqs(answer) == [0, 1][: len(answer["items"])]
@@ -99,7 +99,9 @@ async def test_stream_cut_before_complete_final_is_an_error(
 @pytest.mark.robustness
 @pytest.mark.req("RS-CALLER-SENTINEL-NO-FINAL")
 async def test_sentinel_without_complete_final_is_an_error(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
-    answer = await impl_caller.call(probe_worker.endpoint("sentinel_no_final"), {"count": 2}, deadline=10.0)
+    answer = await impl_caller.call(
+        probe_worker.endpoint("sentinel_no_final"), {"count": 2}, deadline=PROMPT_DEADLINE_S
+    )
     assert answer["outcome"] == "error", f"a stream without complete_final was presented as complete: {answer}"
     assert_prompt_failure(answer, "a sentinel without complete_final")
 
@@ -107,7 +109,7 @@ async def test_sentinel_without_complete_final_is_an_error(impl_caller: CallerUn
 @pytest.mark.robustness
 @pytest.mark.req("RS-CALLER-ITEM-AFTER-FINAL")
 async def test_item_after_complete_final_is_an_error(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
-    answer = await impl_caller.call(probe_worker.endpoint("item_after_final"), {}, deadline=10.0)
+    answer = await impl_caller.call(probe_worker.endpoint("item_after_final"), {}, deadline=PROMPT_DEADLINE_S)
     assert answer["outcome"] == "error", f"data after complete_final went unnoticed: {answer}"
     assert_prompt_failure(answer, "an item after complete_final")
 
@@ -115,7 +117,7 @@ async def test_item_after_complete_final_is_an_error(impl_caller: CallerUnderTes
 @pytest.mark.robustness
 @pytest.mark.req("RS-CALLER-BAD-FRAME")
 async def test_undecodable_frame_ends_the_call_with_an_error(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
-    answer = await impl_caller.call(probe_worker.endpoint("garbage_frame"), {}, deadline=15.0)
+    answer = await impl_caller.call(probe_worker.endpoint("garbage_frame"), {}, deadline=PROMPT_DEADLINE_S)
     assert_prompt_failure(answer, "an undecodable frame")
     assert _seqs(answer) in ([], [0])
 
@@ -143,7 +145,7 @@ async def test_caller_closes_promptly_after_the_sentinel(impl_caller: CallerUnde
 async def test_graceful_cancel_sends_stop(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
     answer = await impl_caller.call(
         probe_worker.endpoint("slow"),
-        {"interval": 0.05, "count": 400},
+        {"interval": 0.05, "count": 400, "end_on_cancel": True},  # the worker ends the stream, as Dynamo's does
         cancel={"after_items": 2, "mode": "stop"},
         deadline=15.0,
     )

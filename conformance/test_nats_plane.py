@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 
-from fixtures.failures import assert_prompt_failure
+from fixtures.failures import PROMPT_DEADLINE_S, assert_prompt_failure, before
 from fixtures.judge.routing import nats_service_name, nats_subject
 from fixtures.nats_server import NatsServer
 from fixtures.probes.callhome_recorder import CallHomeRecorder
 from fixtures.probes.probe_worker import ProbeWorker
 from fixtures.probes.wire_client import WireClient, read_until_sentinel_then_close
 from fixtures.roles import CallerUnderTest, WorkerUnderTest
+from fixtures.timeouts import TimeoutInForce
 
 pytestmark = pytest.mark.planes("nats")
 
@@ -146,7 +147,7 @@ async def test_worker_serves_many_concurrent_requests_intact(impl_worker: Worker
 
 @pytest.mark.req("NATS-CALLER-REJECT")
 async def test_rejection_reply_fails_the_call(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
-    answer = await impl_caller.call(probe_worker.endpoint("reject_overloaded"), {"n": 1}, deadline=8.0)
+    answer = await impl_caller.call(probe_worker.endpoint("reject_overloaded"), {"n": 1}, deadline=PROMPT_DEADLINE_S)
     assert answer["outcome"] == "error", f"a rejection reply was taken as an ACK: {answer}"
     assert_prompt_failure(answer, "a rejection reply")
 
@@ -174,9 +175,6 @@ async def test_request_over_max_payload_fails_clearly(
     assert small["outcome"] == "complete" and small["items"] == [{"blob": "ok"}], small
 
 
-NATS_REQUEST_TIMEOUT_S = 10.0  # the NATS clients' default request timeout (async-nats, nats-py): the stand-in to beat
-
-
 def _nats_header_size(headers: dict[str, str]) -> int:
     """Bytes the NATS protocol spends on these headers (``NATS/1.0`` line, one line each, blank line)."""
     return len(b"NATS/1.0\r\n") + sum(len(k) + 2 + len(v) + 2 for k, v in headers.items()) + 2
@@ -188,6 +186,7 @@ async def test_headers_count_towards_max_payload(
     impl_caller_factory: Callable[..., Awaitable[CallerUnderTest]],
     make_probe_worker: Callable[..., ProbeWorker],
     nats_server_factory: NatsServerFactory,
+    timeouts: Callable[[str], TimeoutInForce],
 ):
     """The server limits headers + payload: requests whose payload alone fits, but not with the headers.
 
@@ -215,7 +214,8 @@ async def test_headers_count_towards_max_payload(
                 assert answer["items"] == [{"blob": blob}], f"payload of {payload_size} bytes arrived changed"
             else:
                 what = f"a request of {payload_size} bytes + {header_size} of headers"
-                assert_prompt_failure(answer, what, within=NATS_REQUEST_TIMEOUT_S - 2.0)
+                # The stand-in to beat: the caller's ACK timeout on NATS (handed over, or its fixed value).
+                assert_prompt_failure(answer, what, within=before(timeouts("ack")))
         small = await caller.call(worker.endpoint("echo"), {"blob": "ok"}, deadline=20.0)
     finally:
         await worker.close()

@@ -93,6 +93,12 @@ def _tree_rss_bytes(pid: int) -> int:
     return total
 
 
+# Negative wait: how long the worker memory is watched NOT growing while a caller reads nothing.  A worker
+# without back-pressure buffers the whole 40 MB stream as fast as its handler yields (well over the 24 MiB
+# bound within this time on a loaded 2-core machine); one with it stops at its socket buffers.
+SLOW_READER_WINDOW_S = 3.0
+
+
 @pytest.mark.req("ROB-SLOW-READER")
 async def test_a_caller_that_stops_reading_gets_back_pressure(impl_worker: WorkerUnderTest, wire_client: WireClient):
     count, size = 40_000, 1000  # 40 MB of items the caller will not read for a while
@@ -104,7 +110,7 @@ async def test_a_caller_that_stops_reading_gets_back_pressure(impl_worker: Worke
     session = await asyncio.wait_for(probe.session, 10.0)
     session.writer.transport.pause_reading()  # type: ignore[attr-defined]
     neighbour = await _stream_seqs(wire_client, impl_worker, 300)
-    await asyncio.sleep(3.0)
+    await asyncio.sleep(SLOW_READER_WINDOW_S)
     growth = _tree_rss_bytes(impl_worker.adapter.pid) - baseline
     session.writer.transport.resume_reading()  # type: ignore[attr-defined]
     transcript = await read_until_sentinel_then_close(session, 120.0)

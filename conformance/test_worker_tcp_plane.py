@@ -22,6 +22,7 @@ from fixtures.probes.wire_client import (
     read_until_sentinel_then_close,
 )
 from fixtures.roles import WorkerUnderTest
+from fixtures.timeouts import NOT_RUN_WINDOW_S
 
 pytestmark = pytest.mark.planes("tcp")
 
@@ -200,7 +201,7 @@ async def test_no_call_home_when_context_differs_from_request_id(impl_worker: Wo
     probe = wire_client.prepare(record, {"n": 1}, context="another-request")
     assert await wire_client.deliver(record, probe) == b""
     with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(asyncio.shield(probe.session), 2.0)
+        await asyncio.wait_for(asyncio.shield(probe.session), NOT_RUN_WINDOW_S)
 
 
 # --- size limit, truncation, isolation ------------------------------------------------
@@ -280,7 +281,7 @@ async def test_oversized_frame_is_refused_from_its_length_fields(
     assert ack, f"expected a non-empty ACK naming the reason, got {ack!r}"
     assert closed, "the worker kept the connection open after an oversized frame"
     with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(asyncio.shield(probe.session), 1.0)
+        await asyncio.wait_for(asyncio.shield(probe.session), NOT_RUN_WINDOW_S)
 
 
 @pytest.mark.robustness
@@ -302,7 +303,7 @@ async def test_truncated_frame_is_dropped_and_the_connection_closed(
     assert closed, "the worker did not close a connection that ended mid-frame"
     assert ack is None, f"a truncated frame was acknowledged: {ack!r}"
     with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(asyncio.shield(probe.session), 1.0)
+        await asyncio.wait_for(asyncio.shield(probe.session), NOT_RUN_WINDOW_S)
 
 
 async def _send_and_drop(record: InstanceRecord, data: bytes) -> None:

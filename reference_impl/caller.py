@@ -63,7 +63,9 @@ class CallerConfig:
         default=DEFAULT_MAX_MESSAGE_SIZE, metadata=_S("DYN_TCP_MAX_MESSAGE_SIZE", cfg.parse_int, cfg.positive)
     )
     nats_url: str = field(default="nats://127.0.0.1:4222", metadata=_S("NATS_SERVER", check=cfg.nats_servers))
-    nats_request_timeout: float = field(default=10.0, metadata=_S(None, check=cfg.positive))  # async-nats' default
+    nats_request_timeout: float = field(  # async-nats' default; Dynamo's variable
+        default=10.0, metadata=_S("DYN_NATS_REQUEST_TIMEOUT_SECS", cfg.parse_seconds, cfg.positive)
+    )
     # "h2" (prior knowledge, multiplexed) or "http/1.1" (what Dynamo's caller speaks)
     http_version: str = field(default="h2", metadata=_S("RP_HTTP_VERSION", cfg.lower, cfg.one_of(("h2", "http/1.1"))))
     # DYN_HTTP_REQUEST_TIMEOUT: the whole POST, up to its answer
