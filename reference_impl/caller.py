@@ -29,7 +29,7 @@ from reference_impl.routing import EndpointId
 from reference_impl.transport.callhome.server import PendingResponse, ResponseStreamServer
 from reference_impl.transport.plane import PlaneClient
 from reference_impl.wire import two_part
-from reference_impl.wire.request_frame import DEFAULT_MAX_MESSAGE_SIZE
+from reference_impl.wire.request_frame import DEFAULT_MAX_REQUEST_SIZE
 
 _S = cfg.setting
 
@@ -53,14 +53,14 @@ class CallerConfig:
     # Largest call-home frame accepted: bounds what one worker can make the caller buffer.
     # Dynamo sets no limit; RP_CALLHOME_MAX_MESSAGE_SIZE=0 does the same.
     callhome_max_message_size: int | None = field(
-        default=two_part.DEFAULT_MAX_MESSAGE_SIZE,
+        default=two_part.DEFAULT_MAX_FRAME_SIZE,
         metadata=_S("RP_CALLHOME_MAX_MESSAGE_SIZE", cfg.parse_size_or_unlimited, cfg.optional(cfg.positive)),
     )
     # A stream dropped by its consumer gets "stop", then "kill" if the worker has not ended it after this long.
     drop_grace: float = field(default=2.0, metadata=_S("RP_DROP_GRACE", cfg.parse_seconds, cfg.non_negative))
     annotated: bool = True
     max_message_size: int = field(
-        default=DEFAULT_MAX_MESSAGE_SIZE, metadata=_S("DYN_TCP_MAX_MESSAGE_SIZE", cfg.parse_int, cfg.positive)
+        default=DEFAULT_MAX_REQUEST_SIZE, metadata=_S("DYN_TCP_MAX_MESSAGE_SIZE", cfg.parse_int, cfg.positive)
     )
     nats_url: str = field(default="nats://127.0.0.1:4222", metadata=_S("NATS_SERVER", check=cfg.nats_servers))
     nats_request_timeout: float = field(  # async-nats' default; Dynamo's variable

@@ -44,13 +44,6 @@ class RequestContext:
         if self._cancelled is not None and not self._cancelled.done():
             self._cancelled.set_result(None)
 
-    def cancel(self, kind: str) -> None:
-        """Apply a caller's ``"stop"`` or ``"kill"``."""
-        if kind == "kill":
-            self.kill()
-        else:
-            self.stop_generating()
-
     def cancelled(self) -> asyncio.Future[None]:
         """Done at the first stop or kill.  The worker races its item pump against it (a future, not a task)."""
         if self._cancelled is None:

@@ -27,11 +27,12 @@ from reference_impl.errors import MalformedMessage, TransportError
 from reference_impl.planes import PLANES, plane_named
 from reference_impl.protocol import ack, annotated, error_kinds
 from reference_impl.protocol.envelope import RequestEnvelope, parse_envelope
+from reference_impl.protocol.messages import Cancel
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.routing import NAME_PATTERN, EndpointId
 from reference_impl.transport.callhome.client import CallHomeConnection, dial_caller
 from reference_impl.transport.plane import Advertisement, PlaneServer
-from reference_impl.wire.request_frame import DEFAULT_MAX_MESSAGE_SIZE
+from reference_impl.wire.request_frame import DEFAULT_MAX_REQUEST_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class WorkerConfig:
         default=PayloadCodec.MSGPACK, metadata=_S("DYN_REQUEST_PLANE_CODEC", _codec, cfg.one_of(PayloadCodec))
     )
     max_message_size: int = field(
-        default=DEFAULT_MAX_MESSAGE_SIZE, metadata=_S("DYN_TCP_MAX_MESSAGE_SIZE", cfg.parse_int, cfg.positive)
+        default=DEFAULT_MAX_REQUEST_SIZE, metadata=_S("DYN_TCP_MAX_MESSAGE_SIZE", cfg.parse_int, cfg.positive)
     )
     max_concurrency: int = field(default=10_000, metadata=_S("DYN_TCP_WORKER_POOL_SIZE", cfg.parse_int, cfg.positive))
     queue_size: int = field(default=40_000, metadata=_S("DYN_TCP_WORK_QUEUE_SIZE", cfg.parse_int, cfg.non_negative))
@@ -231,7 +232,7 @@ class Worker:
                 callhome.address,
                 callhome.subject,
                 codec,
-                context.cancel,
+                _canceller_of(context),
                 connect_timeout=self.config.callhome_connect_timeout,
                 write_checksum=self.config.write_checksum,
             )
@@ -309,6 +310,18 @@ class Worker:
                     await aclose()
                 except Exception:
                     log.debug("handler raised while closing", exc_info=True)
+
+
+def _canceller_of(context: RequestContext) -> Callable[[Cancel], None]:
+    """What the caller's ``"stop"``/``"kill"`` does to the handler's context (Dynamo's two context calls)."""
+
+    def cancel(word: Cancel) -> None:
+        if word is Cancel.KILL:
+            context.kill()
+        else:
+            context.stop_generating()
+
+    return cancel
 
 
 def _error_item_for(exc: BaseException) -> dict[str, Any]:

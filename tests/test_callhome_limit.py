@@ -72,7 +72,7 @@ async def test_a_frame_over_the_limit_fails_its_stream_at_once_and_no_other(list
 
 
 def test_the_caller_bounds_call_home_frames_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert CallerConfig().callhome_max_message_size == two_part.DEFAULT_MAX_MESSAGE_SIZE
+    assert CallerConfig().callhome_max_message_size == two_part.DEFAULT_MAX_FRAME_SIZE
     monkeypatch.setenv("RP_CALLHOME_MAX_MESSAGE_SIZE", "0")
     assert CallerConfig.from_env().callhome_max_message_size is None
     monkeypatch.setenv("RP_CALLHOME_MAX_MESSAGE_SIZE", "1048576")

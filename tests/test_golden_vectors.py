@@ -240,7 +240,7 @@ def test_caller_stream_accepts_real_worker_stream(name: str, chunk_size: int | N
         PrologueReceived(None),
         *expected_items,
         FinalReceived(),
-        SentinelReceived(),
+        SentinelReceived(complete=True),
         StreamClosed(complete=True),
     ]
     assert stream.complete

@@ -68,7 +68,7 @@ def expected_events(items: list[Any]) -> list[Event]:
         PrologueReceived(None),
         *(ItemReceived(item) for item in items),
         FinalReceived(),
-        SentinelReceived(),
+        SentinelReceived(complete=True),
     ]
 
 
@@ -435,3 +435,26 @@ def test_worker_never_raises_on_garbage(data: st.DataObject, garbage: bytes) -> 
     for chunk in data.draw(chunks_of(garbage), label="chunks"):
         events = worker.receive_data(chunk)
         assert all(isinstance(e, (CancelReceived, ProtocolViolation)) for e in events)
+
+
+# --- state owned by the machine ---------------------------------------------------------------------
+
+
+def test_a_call_is_bound_between_handshake_and_prologue_only() -> None:
+    worker = WorkerStream(SUBJECT, PayloadCodec.MSGPACK)
+    caller = CallerStream()
+    with pytest.raises(LocalProtocolError, match="bound after its handshake"):
+        CallerStream(expect_handshake=True).bind_call(PayloadCodec.MSGPACK)  # no handshake yet
+    assert isinstance(feed(caller, [worker.handshake()])[0], HandshakeReceived)
+    caller.bind_call(PayloadCodec.MSGPACK)
+    events = feed(caller, [worker.prologue(), worker.item({"n": 1}), worker.final(), worker.sentinel()])
+    assert events == [PrologueReceived(None), ItemReceived({"n": 1}), FinalReceived(), SentinelReceived(complete=True)]
+    with pytest.raises(LocalProtocolError, match="not in state done"):
+        caller.bind_call(PayloadCodec.JSON)
+
+
+def test_a_sentinel_without_final_says_the_stream_is_incomplete() -> None:
+    worker = WorkerStream(SUBJECT)
+    frames = [worker.handshake(), worker.prologue(), worker.item(1), two_part.encode(SENTINEL)]
+    events = feed(CallerStream(), frames)
+    assert events[-1] == SentinelReceived(complete=False)

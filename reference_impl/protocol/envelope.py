@@ -45,7 +45,7 @@ def build_envelope(control: RequestControlMessage, request: Any) -> bytes:
 
 
 def parse_envelope(
-    payload: bytes, *, max_message_size: int | None = two_part.DEFAULT_MAX_MESSAGE_SIZE
+    payload: bytes, *, max_message_size: int | None = two_part.DEFAULT_MAX_FRAME_SIZE
 ) -> RequestEnvelope:
     """Strictly parse one envelope: exactly one header-and-data frame, nothing else."""
     message = two_part.decode_single(payload, max_message_size=max_message_size)

@@ -70,7 +70,9 @@ class FinalReceived(Event):
 
 @dataclass(frozen=True, slots=True)
 class SentinelReceived(Event):
-    pass
+    """The worker's last word.  ``complete``: ``complete_final`` came before it (else the stream is incomplete)."""
+
+    complete: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +117,7 @@ class CallerStream:
         codec: PayloadCodec = PayloadCodec.JSON,
         *,
         expect_handshake: bool = True,
-        max_message_size: int | None = two_part.DEFAULT_MAX_MESSAGE_SIZE,
+        max_message_size: int | None = two_part.DEFAULT_MAX_FRAME_SIZE,
         verify_checksum: bool = False,
     ) -> None:
         self.codec = codec
@@ -129,6 +131,15 @@ class CallerStream:
     def complete(self) -> bool:
         """True once ``complete_final`` arrived: the stream ended normally."""
         return self._saw_final
+
+    def bind_call(self, codec: PayloadCodec) -> None:
+        """The handshake named a call: decode its items with that call's ``codec``.
+
+        Only between the handshake and the prologue: a codec switched once items flow would misread them.
+        """
+        if self.state is not CallerState.AWAIT_PROLOGUE:
+            raise LocalProtocolError(f"a call is bound after its handshake, not in state {self.state.value}")
+        self.codec = codec
 
     def _violation(self, reason: str) -> ProtocolViolation:
         self.state = CallerState.FAILED
@@ -178,7 +189,7 @@ class CallerStream:
                 word = control_word(message.header)
                 if word == "sentinel":
                     self.state = CallerState.DONE
-                    return SentinelReceived()
+                    return SentinelReceived(complete=self._saw_final)
                 if word in _CANCEL_WORDS:
                     return self._violation(f"worker sent {word!r}, which only a caller may send")
                 return self._violation(f"unknown control message {message.header[:64]!r}")

@@ -27,7 +27,7 @@ U32 = struct.Struct(">I")
 U16_MAX = 0xFFFF
 U32_MAX = 0xFFFFFFFF
 FIXED_OVERHEAD = 2 + 2 + 4
-DEFAULT_MAX_MESSAGE_SIZE = 32 * 1024 * 1024  # DYN_TCP_MAX_MESSAGE_SIZE default
+DEFAULT_MAX_REQUEST_SIZE = 32 * 1024 * 1024  # DYN_TCP_MAX_MESSAGE_SIZE default
 
 
 def encode_headers(headers: Mapping[str, str] | None) -> bytes:
@@ -90,7 +90,7 @@ class RequestFrameDecoder:
 
     __slots__ = ("_buf", "_error", "_max", "_pos")
 
-    def __init__(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+    def __init__(self, *, max_message_size: int = DEFAULT_MAX_REQUEST_SIZE) -> None:
         self._buf = bytearray()
         self._pos = 0
         self._max = max_message_size
@@ -178,7 +178,7 @@ class AckDecoder:
 
     __slots__ = ("_buf", "_error", "_max")
 
-    def __init__(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+    def __init__(self, *, max_message_size: int = DEFAULT_MAX_REQUEST_SIZE) -> None:
         self._buf = bytearray()
         self._max = max_message_size
         self._error: Exception | None = None

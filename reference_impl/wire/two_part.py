@@ -26,7 +26,7 @@ U64_MAX = (1 << 64) - 1
 
 # Dynamo's TwoPartCodec::default() is unlimited; an unbounded buffer is not an
 # option for a server exposed to arbitrary peers, so the reference bounds it.
-DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 
 
 class MessageKind(enum.Enum):
@@ -95,7 +95,7 @@ class TwoPartDecoder:
     def __init__(
         self,
         *,
-        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        max_message_size: int | None = DEFAULT_MAX_FRAME_SIZE,
         verify_checksum: bool = False,
     ) -> None:
         self._buf = bytearray()
@@ -181,7 +181,7 @@ class TwoPartDecoder:
             raise self._error
 
 
-def decode_single(data: bytes, *, max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE) -> TwoPartMessage | None:
+def decode_single(data: bytes, *, max_message_size: int | None = DEFAULT_MAX_FRAME_SIZE) -> TwoPartMessage | None:
     """The one frame ``data`` holds exactly (checksum not verified), or None for anything else.
 
     A fast path for a request envelope (one per request): no incremental decoder, no buffer
@@ -200,7 +200,7 @@ def decode_single(data: bytes, *, max_message_size: int | None = DEFAULT_MAX_MES
 def decode_all(
     data: bytes,
     *,
-    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+    max_message_size: int | None = DEFAULT_MAX_FRAME_SIZE,
     verify_checksum: bool = False,
 ) -> list[TwoPartMessage]:
     """Decode a complete byte string that must hold whole frames only."""

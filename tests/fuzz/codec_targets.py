@@ -29,7 +29,7 @@ def error_type(error: ProtocolError | None) -> type[ProtocolError] | None:
 
 # --- two-part frames -------------------------------------------------------------------------------
 
-TWO_PART_LIMITS = (PRELUDE_SIZE, 40, 256, 4096, two_part.DEFAULT_MAX_MESSAGE_SIZE)
+TWO_PART_LIMITS = (PRELUDE_SIZE, 40, 256, 4096, two_part.DEFAULT_MAX_FRAME_SIZE)
 _U64X3 = struct.Struct(">QQQ")
 
 
@@ -81,7 +81,7 @@ def fuzz_two_part(raw: bytes) -> None:
 
 # --- TCP request frames ------------------------------------------------------------------------------
 
-REQUEST_LIMITS = (request_frame.FIXED_OVERHEAD, 40, 300, 4096, request_frame.DEFAULT_MAX_MESSAGE_SIZE)
+REQUEST_LIMITS = (request_frame.FIXED_OVERHEAD, 40, 300, 4096, request_frame.DEFAULT_MAX_REQUEST_SIZE)
 
 
 def request_frame_oracle(stream: bytes, limit: int) -> tuple[list[RequestFrame], type[ProtocolError] | None]:
@@ -143,7 +143,7 @@ def fuzz_request_frame(raw: bytes) -> None:
 
 # --- ACKs --------------------------------------------------------------------------------------------
 
-ACK_LIMITS = (4, 40, 4096, request_frame.DEFAULT_MAX_MESSAGE_SIZE)
+ACK_LIMITS = (4, 40, 4096, request_frame.DEFAULT_MAX_REQUEST_SIZE)
 
 
 def ack_oracle(stream: bytes, limit: int) -> tuple[list[bytes], type[ProtocolError] | None]:

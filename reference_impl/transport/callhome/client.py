@@ -30,6 +30,7 @@ import socket
 from collections.abc import Callable
 
 from reference_impl.errors import TransportError
+from reference_impl.protocol.messages import Cancel
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.protocol.response_stream import CancelReceived, ProtocolViolation, WorkerStream
 from reference_impl.routing import parse_callhome_address
@@ -52,7 +53,7 @@ class CallHomeConnection:
         sock: socket.socket,
         subject: str,
         codec: PayloadCodec,
-        on_cancel: Callable[[str], None],
+        on_cancel: Callable[[Cancel], None],
         *,
         write_checksum: bool = False,
     ) -> None:
@@ -100,7 +101,7 @@ class CallHomeConnection:
                 self._on_cancel(event.kind)
             elif isinstance(event, ProtocolViolation):
                 log.warning("caller broke the response-stream protocol: %s; killing the stream", event.reason)
-                self._on_cancel("kill")
+                self._on_cancel(Cancel.KILL)
                 self.abort()
                 return
 
@@ -247,7 +248,7 @@ async def dial_caller(
     address: str,
     subject: str,
     codec: PayloadCodec,
-    on_cancel: Callable[[str], None],
+    on_cancel: Callable[[Cancel], None],
     *,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     write_checksum: bool = False,

@@ -28,7 +28,6 @@ from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.protocol.response_stream import (
     CallerStream,
     Event,
-    FinalReceived,
     HandshakeReceived,
     ItemReceived,
     PrologueReceived,
@@ -64,7 +63,6 @@ class PendingResponse:
         self._dropped = False
         self.registered_at = time.monotonic()
         self.connected_at: float | None = None
-        self.complete = False
 
     @property
     def connection_info(self) -> ConnectionInfo:
@@ -75,7 +73,7 @@ class PendingResponse:
     def attach(self, connection: _CallHomeProtocol) -> None:
         self.connection = connection
         self.connected_at = time.monotonic()
-        connection.machine.codec = self.codec
+        connection.machine.bind_call(self.codec)
         if self._cancel_requested is not None:
             connection.send_cancel(self._cancel_requested)
 
@@ -94,12 +92,10 @@ class PendingResponse:
                 self._finish(None)
                 if self.connection is not None:
                     self.connection.close()
-        elif isinstance(event, FinalReceived):
-            self.complete = True
         elif isinstance(event, SentinelReceived):
             incomplete = (
                 None
-                if self.complete or self._cancel_requested
+                if event.complete or self._cancel_requested
                 else StreamIncomplete("worker sent the sentinel without complete_final: the stream is incomplete")
             )
             self._finish(incomplete)
@@ -331,7 +327,7 @@ class ResponseStreamServer:
         port: int = 0,
         *,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
-        max_message_size: int | None = two_part.DEFAULT_MAX_MESSAGE_SIZE,
+        max_message_size: int | None = two_part.DEFAULT_MAX_FRAME_SIZE,
         verify_checksum: bool = False,
     ) -> None:
         self.host = host

@@ -17,7 +17,7 @@ from typing import cast
 from reference_impl.errors import AckTimeout, LocalProtocolError, ProtocolError, TransportError
 from reference_impl.routing import TcpTarget
 from reference_impl.transport.flow import WriteFlowControl, set_nodelay
-from reference_impl.wire.request_frame import DEFAULT_MAX_MESSAGE_SIZE, AckDecoder, encode_request
+from reference_impl.wire.request_frame import DEFAULT_MAX_REQUEST_SIZE, AckDecoder, encode_request
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class TcpRequestClient:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         pool_size: int = 8,
         channel_buffer: int = 1024,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_message_size: int = DEFAULT_MAX_REQUEST_SIZE,
     ) -> None:
         self.request_timeout = request_timeout
         self.connect_timeout = connect_timeout

@@ -18,7 +18,7 @@ from reference_impl.routing import EndpointId, instance_path, tcp_transport
 from reference_impl.transport.flow import peer_name, set_nodelay
 from reference_impl.transport.plane import Advertisement, RequestSink
 from reference_impl.wire.request_frame import (
-    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_REQUEST_SIZE,
     RequestFrame,
     RequestFrameDecoder,
     encode_ack,
@@ -101,7 +101,7 @@ class TcpRequestServer:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_message_size: int = DEFAULT_MAX_REQUEST_SIZE,
     ) -> None:
         self.sink = sink
         self.host = host
