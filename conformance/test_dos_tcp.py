@@ -1,0 +1,353 @@
+"""Denial-of-service scenarios against a worker: the TCP request plane, the call-home stream, body decoding.
+
+Each scenario is an attack bounded in time and bytes, on loopback, with a
+legitimate caller alongside; the verdict comes from measurements
+(``fixtures.dos.budget``): the worker's resident memory, how long the
+legitimate requests took, whether the attacking connection was closed, and
+whether descriptors came back.  Each bound is a named constant with its
+reason.  Attacks are scaled so that a worker without the protection is
+clearly over the bound (a 32 MiB partial frame held per connection, a
+12-fold decoded body held while the caller does not read) and a protected
+one clearly under it.
+
+Deadlines the suite cannot wait out at their defaults are handed to the
+implementation as settings (``RP_*`` in ``fixtures/adapters/protocol.py``);
+an implementation without such a setting fails those requirements (SHOULD).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from fixtures.dos.budget import (
+    MIB,
+    LegitLatencies,
+    PeakRss,
+    echo_call,
+    legit_during,
+    settle,
+    tree_open_fds,
+)
+from fixtures.judge.codecs import PayloadCodec
+from fixtures.judge.discovery import InstanceRecord
+from fixtures.probes.callhome_recorder import CallHomeSession
+from fixtures.probes.wire_client import ProbeRequest, RawRequestConnection, WireClient
+from fixtures.roles import WorkerUnderTest
+
+pytestmark = [pytest.mark.robustness, pytest.mark.timeout(60)]
+
+WorkerFactory = Callable[..., Awaitable[WorkerUnderTest]]
+
+# A legitimate request's latency while an attack runs. The issue's target is a p99 of 500 ms on a quiet
+# machine; the suite runs on shared 2-core machines next to the attacker itself, so it allows twice that.
+LEGIT_P99_BOUND_S = 1.0
+# Descriptors the worker may still hold once the attackers are gone (logs, timers, a pooled connection).
+FD_SLACK = 8
+# How long the worker gets to give descriptors back after the attackers leave.
+FD_SETTLE_S = 5.0
+# How late after its deadline a connection may be closed: the check runs on a timer, on a loaded machine.
+CLOSE_SLACK_S = 2.0
+
+# Deadlines handed to the implementation, short so that the scenarios stay fast.
+FRAME_READ_TIMEOUT_S = 1.0
+IDLE_TIMEOUT_S = 1.0
+CALLHOME_WRITE_TIMEOUT_S = 1.0
+
+# Partial frames: each attacker announces a maximal TCP frame (DYN_TCP_MAX_MESSAGE_SIZE, 32 MiB) and sends
+# 24 MiB of it, then idles. Twelve of them put 288 MiB in the worker's buffers if it holds them all; a
+# worker that budgets incomplete frames holds a few (the reference: 128 MiB of budget, 4 maximal frames).
+PARTIAL_ATTACKERS = 12
+PARTIAL_SENT = 24 * MIB
+PARTIAL_DECLARED = 32 * MIB - 1024
+# The issue's target is 256 MiB over the baseline in every scenario; below the 288 MiB the attack would
+# cost, with room for the legitimate traffic and the allocator.
+PARTIAL_RSS_BOUND = 192 * MIB
+
+# Decode amplification: msgpack array32 of nil, one byte per element, each a Python reference of 8 bytes
+# (12x with the list's own overhead). Sent one after another to an echo whose caller never reads.
+DECODE_REQUESTS = {"tcp": 3, "nats": 24}
+# Received bytes are held only while a request is decoded (a frame, its payload and the body: about
+# 3 copies of 31 MiB on TCP); a worker that decodes 31 MiB of nil into a list holds 290 MiB per request.
+DECODE_RSS_BOUND = {"tcp": 160 * MIB, "nats": 96 * MIB}
+DECODE_HOLD_S = 1.5  # how long the callers stall after the last request, while memory is sampled
+
+# Admission: a pool of 8 running slots and a queue of 32 (Dynamo's own settings); one connection pipelines
+# more slow requests than both hold together.
+POOL, QUEUE = 8, 32
+HOG_REQUESTS = 60
+HOG_STREAM = {"interval": 0.25, "count": 40}  # 10 s per request: longer than the scenario
+FAIR_PROBE_S = 2.0
+
+
+def _probe_calls(wire_client: WireClient, worker: WorkerUnderTest) -> Callable[[], Awaitable[None]]:
+    return echo_call(wire_client, worker.record("echo"), timeout=5.0)
+
+
+def _assert_served(seen: LegitLatencies, during: str) -> None:
+    assert not seen.failures, f"legitimate requests failed during {during}: {seen.summary()}"
+    assert seen.p99 <= LEGIT_P99_BOUND_S, f"legitimate requests too slow during {during}: {seen.summary()}"
+
+
+async def _fds_back(pid: int, baseline: int) -> None:
+    after = await settle(lambda: tree_open_fds(pid), baseline + FD_SLACK, FD_SETTLE_S)
+    assert after <= baseline + FD_SLACK, f"descriptors left behind: {after} open, {baseline} before the attack"
+
+
+def _frame_prelude(record: InstanceRecord, declared_payload: int) -> bytes:
+    """The start of a TCP request frame announcing a ``declared_payload``-byte payload (never sent in full)."""
+    path = record.transport_address.split("/", 1)[1].encode()
+    return len(path).to_bytes(2, "big") + path + (0).to_bytes(2, "big") + declared_payload.to_bytes(4, "big")
+
+
+async def _send_until_refused(connection: RawRequestConnection, data: bytes, chunk: int = 1 * MIB) -> int:
+    """Send ``data`` in chunks; stop when the worker closes or stops reading (bounded). Bytes sent."""
+    sent = 0
+    for start in range(0, len(data), chunk):
+        try:
+            connection.writer.write(data[start : start + chunk])
+            await asyncio.wait_for(connection.writer.drain(), 2.0)
+        except (ConnectionError, TimeoutError):
+            break
+        sent += min(chunk, len(data) - start)
+    return sent
+
+
+# --- incomplete frames ---------------------------------------------------------------------------
+
+
+@pytest.mark.req("ROB-DOS-TCP-PARTIAL-FRAME")
+@pytest.mark.planes("tcp")
+async def test_partial_frames_do_not_take_the_workers_memory(
+    impl_worker_factory: WorkerFactory, wire_client: WireClient
+):
+    worker = await impl_worker_factory()
+    pid = worker.adapter.pid
+    assert pid is not None
+    record = worker.record("echo")
+    fds_before = tree_open_fds(pid)
+    payload = bytes(PARTIAL_SENT)
+    attackers: list[RawRequestConnection] = []
+
+    async def attack() -> list[int]:
+        sent = []
+        for _ in range(PARTIAL_ATTACKERS):
+            connection = await RawRequestConnection.to(record)
+            attackers.append(connection)
+            sent.append(await _send_until_refused(connection, _frame_prelude(record, PARTIAL_DECLARED) + payload))
+        await asyncio.sleep(0.5)  # the attackers idle, their frames incomplete
+        return sent
+
+    try:
+        with PeakRss(pid) as memory:
+            sent, seen = await legit_during(attack(), _probe_calls(wire_client, worker))
+    finally:
+        for connection in attackers:
+            connection.close()
+    held = sum(sent)
+    assert memory.growth <= PARTIAL_RSS_BOUND, (
+        f"worker memory grew by {memory.growth / MIB:.0f} MiB (bound {PARTIAL_RSS_BOUND / MIB:.0f}) "
+        f"with {len(sent)} connections holding {held / MIB:.0f} MiB of incomplete frames"
+    )
+    _assert_served(seen, "the partial-frame attack")
+    await _fds_back(pid, fds_before)
+
+
+@pytest.mark.req("ROB-DOS-TCP-FRAME-DEADLINE")
+@pytest.mark.planes("tcp")
+async def test_a_frame_trickled_byte_by_byte_is_cut_at_its_deadline(
+    impl_worker_factory: WorkerFactory, wire_client: WireClient
+):
+    worker = await impl_worker_factory(env={"RP_TCP_FRAME_READ_TIMEOUT": str(FRAME_READ_TIMEOUT_S)})
+    pid = worker.adapter.pid
+    assert pid is not None
+    record = worker.record("echo")
+    fds_before = tree_open_fds(pid)
+    probe = wire_client.prepare(record, {"slow": "loris"})
+    probe.session.cancel()  # the frame is never finished: no call-home
+    frame = WireClient.tcp_frame(record, probe)
+    trickle_for = FRAME_READ_TIMEOUT_S + CLOSE_SLACK_S
+
+    async def trickle(connection: RawRequestConnection) -> float | None:
+        """One byte every 100 ms, never the whole frame; when the worker closed the connection (s), or None."""
+        started = time.monotonic()
+        for byte in frame[: len(frame) - 1]:
+            if time.monotonic() - started > trickle_for:
+                return None
+            try:
+                await connection.send(bytes([byte]))
+            except ConnectionError:
+                return time.monotonic() - started
+            if await connection.wait_closed_by_peer(0.1):
+                return time.monotonic() - started
+        return None
+
+    attackers = [await RawRequestConnection.to(record) for _ in range(20)]
+    try:
+        closed_after, seen = await legit_during(
+            asyncio.gather(*(trickle(c) for c in attackers)), _probe_calls(wire_client, worker)
+        )
+    finally:
+        for connection in attackers:
+            connection.close()
+    still_open = sum(1 for t in closed_after if t is None)
+    assert still_open == 0, (
+        f"{still_open} of {len(attackers)} connections trickling one byte per 100 ms were still open "
+        f"{trickle_for:.0f}s after their frame began (frame read deadline handed to the worker: "
+        f"RP_TCP_FRAME_READ_TIMEOUT={FRAME_READ_TIMEOUT_S})"
+    )
+    _assert_served(seen, "the trickled frames")
+    await _fds_back(pid, fds_before)
+
+
+@pytest.mark.req("ROB-DOS-TCP-IDLE")
+@pytest.mark.planes("tcp")
+async def test_idle_request_connections_are_closed(impl_worker_factory: WorkerFactory, wire_client: WireClient):
+    worker = await impl_worker_factory(env={"RP_TCP_IDLE_TIMEOUT": str(IDLE_TIMEOUT_S)})
+    pid = worker.adapter.pid
+    assert pid is not None
+    record = worker.record("echo")
+    fds_before = tree_open_fds(pid)
+    idle = [await RawRequestConnection.to(record) for _ in range(50)]
+    try:
+        closed = await asyncio.gather(*(c.wait_closed_by_peer(IDLE_TIMEOUT_S + CLOSE_SLACK_S) for c in idle))
+    finally:
+        for connection in idle:
+            connection.close()
+    assert all(closed), (
+        f"{closed.count(False)} of {len(idle)} silent connections still open "
+        f"{IDLE_TIMEOUT_S + CLOSE_SLACK_S:.0f}s later (RP_TCP_IDLE_TIMEOUT={IDLE_TIMEOUT_S})"
+    )
+    assert (await wire_client.call(record, {"after": "idle"})).values() == [{"after": "idle"}]
+    await _fds_back(pid, fds_before)
+
+
+# --- decoding --------------------------------------------------------------------------------------
+
+
+def _nil_bomb(codec: PayloadCodec, size: int) -> bytes:
+    """A body of about ``size`` bytes that decodes to one list entry per byte or two."""
+    if codec is PayloadCodec.MSGPACK:
+        count = size - 5
+        return b"\xdd" + count.to_bytes(4, "big") + b"\xc0" * count  # array32 of nil
+    count = (size - 2) // 2
+    return b"[" + b"0," * (count - 1) + b"0]"  # JSON: one small int per two bytes
+
+
+@pytest.mark.req("ROB-DOS-DECODE-AMPLIFY")
+@pytest.mark.planes("tcp", "nats")
+async def test_a_decode_bomb_does_not_take_the_workers_memory(
+    impl_worker_factory: WorkerFactory, wire_client: WireClient, request_size_limit: int, plane: str
+):
+    worker = await impl_worker_factory()
+    pid = worker.adapter.pid
+    assert pid is not None
+    record = worker.record("echo")
+    body_size = min(request_size_limit, 32 * MIB) - 64 * 1024  # room for the envelope and headers
+    codec = PayloadCodec.parse(record.request_plane_codec)
+    body = _nil_bomb(codec, body_size)
+    sessions: list[CallHomeSession] = []
+    probes: list[ProbeRequest] = []
+
+    async def attack() -> None:
+        for _ in range(DECODE_REQUESTS[plane]):
+            probe = wire_client.prepare(record, None, body=body)
+            probes.append(probe)
+            if await wire_client.deliver(record, probe, timeout=10.0) != b"":
+                continue  # refused: nothing held
+            with contextlib.suppress(TimeoutError):
+                sessions.append(await asyncio.wait_for(asyncio.shield(probe.session), 5.0))  # never read
+        await asyncio.sleep(DECODE_HOLD_S)
+
+    try:
+        with PeakRss(pid) as memory:
+            _, seen = await legit_during(attack(), _probe_calls(wire_client, worker))
+    finally:
+        for session in sessions:
+            session.reset()
+        for probe in probes:
+            probe.session.cancel()
+    bound = DECODE_RSS_BOUND[plane]
+    assert memory.growth <= bound, (
+        f"worker memory grew by {memory.growth / MIB:.0f} MiB (bound {bound / MIB:.0f}) for "
+        f"{DECODE_REQUESTS[plane]} bodies of {len(body) / MIB:.1f} MiB that decode to a list entry per byte"
+    )
+    _assert_served(seen, "the decode bombs")
+
+
+# --- the call-home stream ---------------------------------------------------------------------------
+
+
+@pytest.mark.req("ROB-DOS-CALLHOME-STALL")
+@pytest.mark.planes("tcp", "nats")
+async def test_a_caller_that_never_reads_loses_its_stream(impl_worker_factory: WorkerFactory, wire_client: WireClient):
+    worker = await impl_worker_factory(env={"RP_CALLHOME_WRITE_TIMEOUT": str(CALLHOME_WRITE_TIMEOUT_S)})
+    pid = worker.adapter.pid
+    assert pid is not None
+    record = worker.record("stream")
+    fds_before = tree_open_fds(pid)
+    count = 40_000  # 40 MB of items: far more than the socket buffers hold
+    stalled = []
+    for _ in range(4):
+        probe = wire_client.prepare(record, {"count": count, "size": 1000})
+        assert await wire_client.deliver(record, probe) == b""
+        stalled.append((probe, await asyncio.wait_for(probe.session, 10.0)))  # then never read
+    wait = CALLHOME_WRITE_TIMEOUT_S + CLOSE_SLACK_S
+    _, seen = await legit_during(asyncio.sleep(wait), _probe_calls(wire_client, worker))
+    outcomes = []
+    for probe, session in stalled:
+        transcript = await session.read_to_end(5.0)  # what the kernel still held, then the end (or more)
+        names = transcript.event_names(probe.codec)
+        outcomes.append(("sentinel" in names, transcript.ended_by, names.count("item")))
+        session.close()
+    kept = [o for o in outcomes if o[0] or o[1] == "timeout"]
+    assert not kept, (
+        f"{len(kept)} of {len(stalled)} streams whose caller read nothing for {wait:.0f}s were still going "
+        f"(RP_CALLHOME_WRITE_TIMEOUT={CALLHOME_WRITE_TIMEOUT_S}): (sentinel, ended by, items) {kept}"
+    )
+    _assert_served(seen, "the stalled streams")
+    await _fds_back(pid, fds_before)
+
+
+# --- admission ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.req("ROB-DOS-ADMISSION-FAIR")
+@pytest.mark.planes("tcp")
+async def test_one_connection_cannot_take_every_admission_slot(
+    impl_worker_factory: WorkerFactory, wire_client: WireClient
+):
+    worker = await impl_worker_factory(
+        env={"DYN_TCP_WORKER_POOL_SIZE": str(POOL), "DYN_TCP_WORK_QUEUE_SIZE": str(QUEUE)},
+        endpoints=["echo", "slow"],
+    )
+    slow = worker.record("slow")
+    hog = await RawRequestConnection.to(slow)
+    probes = [wire_client.prepare(slow, {**HOG_STREAM, "tag": f"hog-{i}"}) for i in range(HOG_REQUESTS)]
+    acks: list[bytes | None] = []
+    try:
+        await hog.send(b"".join(WireClient.tcp_frame(slow, probe) for probe in probes))
+        acks = [await hog.read_ack(5.0) for _ in probes]
+        _, seen = await legit_during(asyncio.sleep(FAIR_PROBE_S), _probe_calls(wire_client, worker))
+    finally:
+        hog.close()
+        await _stop_streams(probes)
+    admitted = acks.count(b"")
+    _assert_served(seen, f"one connection's {HOG_REQUESTS} pipelined slow requests ({admitted} admitted)")
+
+
+async def _stop_streams(probes: list[ProbeRequest]) -> None:
+    """Kill every admitted stream (their call-homes), forget the others."""
+    for probe in probes:
+        if probe.session.done() and not probe.session.cancelled() and probe.session.exception() is None:
+            session: Any = probe.session.result()
+            with contextlib.suppress(Exception):
+                await session.send_kill()
+            session.close()
+        else:
+            probe.session.cancel()
