@@ -8,18 +8,22 @@ import contextlib
 import ipaddress
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 
 import pytest
 
 from reference_impl.config import ConfigError
+from reference_impl.discovery.file_store import FileDiscovery
 from reference_impl.errors import MalformedMessage, TransportError
+from reference_impl.protocol.envelope import build_envelope
+from reference_impl.protocol.messages import ConnectionInfo, RequestControlMessage, TcpStreamConnectionInfo
 from reference_impl.protocol.payload_codec import DecodeLimits, PayloadCodec
 from reference_impl.transport.byte_budget import ByteBudget
 from reference_impl.transport.callhome.client import dial_caller
 from reference_impl.transport.tcp.plane import make_server
 from reference_impl.transport.tcp.server import TcpRequestServer, TcpServerLimits
 from reference_impl.wire.request_frame import AckDecoder, encode_request
-from reference_impl.worker import WorkerConfig
+from reference_impl.worker import Worker, WorkerConfig
 from tests.fake_sink import FakeSink
 
 MIB = 1024 * 1024
@@ -328,3 +332,54 @@ async def test_without_a_write_deadline_back_pressure_waits():
         connection.abort()
     finally:
         listener.close()
+
+
+# --- the call-home allow-list ----------------------------------------------------------------------
+
+
+async def _offer_calling_home_to(config: WorkerConfig, tmp_path: Path) -> tuple[Worker, int]:
+    """A worker with ``config`` gets one echo request whose call-home is a local listener; connections it got."""
+    connections = 0
+
+    def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        writer.close()
+
+    listener = await asyncio.start_server(count, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    worker = Worker("dos", "allow", config=config, discovery=FileDiscovery(tmp_path))
+
+    async def echo(request: object, context: object) -> AsyncIterator[object]:
+        yield request
+
+    worker.serve("echo", echo)
+    await worker.start()
+    try:
+        info = TcpStreamConnectionInfo(f"127.0.0.1:{port}", "subject-1", "req-1")
+        control = RequestControlMessage("req-1", ConnectionInfo.for_tcp(info), payload_codec="json")
+        route_key = worker.records[0].transport_address.split("/", 1)[1]
+        assert worker.offer("tcp", route_key, build_envelope(control, {"x": 1}), {}) is None
+        for _ in range(100):
+            if connections or worker.failures:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await worker.stop(drain_timeout=1.0)
+        listener.close()
+    return worker, connections
+
+
+async def test_a_call_home_outside_the_allow_list_is_not_dialled(tmp_path: Path):
+    worker, connections = await _offer_calling_home_to(
+        WorkerConfig(callhome_allow=(ipaddress.ip_network("10.0.0.0/8"),)), tmp_path
+    )
+    assert connections == 0
+    assert len(worker.failures) == 1 and "outside the allow-list (RP_CALLHOME_ALLOW)" in worker.failures[0]
+
+
+async def test_a_call_home_inside_the_allow_list_is_dialled(tmp_path: Path):
+    worker, connections = await _offer_calling_home_to(
+        WorkerConfig(callhome_allow=(ipaddress.ip_network("127.0.0.0/8"),)), tmp_path
+    )
+    assert connections == 1 and not [f for f in worker.failures if "allow-list" in f]
