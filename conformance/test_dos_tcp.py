@@ -18,13 +18,11 @@ an implementation without such a setting fails those requirements (SHOULD).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 
+from fixtures.dos import attacks
 from fixtures.dos.budget import (
     MIB,
     LegitLatencies,
@@ -35,9 +33,7 @@ from fixtures.dos.budget import (
     tree_open_fds,
 )
 from fixtures.judge.codecs import PayloadCodec
-from fixtures.judge.discovery import InstanceRecord
-from fixtures.probes.callhome_recorder import CallHomeSession
-from fixtures.probes.wire_client import ProbeRequest, RawRequestConnection, WireClient
+from fixtures.probes.wire_client import RawRequestConnection, WireClient
 from fixtures.roles import WorkerUnderTest
 
 pytestmark = [pytest.mark.robustness, pytest.mark.timeout(60)]
@@ -86,6 +82,11 @@ HOG_REQUESTS = 60
 HOG_STREAM = {"interval": 0.25, "count": 40}  # 10 s per request: longer than the scenario
 FAIR_PROBE_S = 2.0
 
+TRICKLERS = 20  # connections trickling a frame ...
+TRICKLE_INTERVAL_S = 0.1  # ... one byte per 100 ms: never idle, never done
+IDLERS = 50  # connections that send nothing
+STALLED_ITEMS = 40_000  # 1000-byte items per stalled stream: 40 MB, far more than the socket buffers hold
+
 
 def _probe_calls(wire_client: WireClient, worker: WorkerUnderTest) -> Callable[[], Awaitable[None]]:
     return echo_call(wire_client, worker.record("echo"), timeout=5.0)
@@ -106,25 +107,6 @@ async def _fds_back(pid: int, baseline: int) -> None:
     assert after <= baseline + FD_SLACK, f"descriptors left behind: {after} open, {baseline} before the attack"
 
 
-def _frame_prelude(record: InstanceRecord, declared_payload: int) -> bytes:
-    """The start of a TCP request frame announcing a ``declared_payload``-byte payload (never sent in full)."""
-    path = record.transport_address.split("/", 1)[1].encode()
-    return len(path).to_bytes(2, "big") + path + (0).to_bytes(2, "big") + declared_payload.to_bytes(4, "big")
-
-
-async def _send_until_refused(connection: RawRequestConnection, data: bytes, chunk: int = 1 * MIB) -> int:
-    """Send ``data`` in chunks; stop when the worker closes or stops reading (bounded). Bytes sent."""
-    sent = 0
-    for start in range(0, len(data), chunk):
-        try:
-            connection.writer.write(data[start : start + chunk])
-            await asyncio.wait_for(connection.writer.drain(), 2.0)
-        except (ConnectionError, TimeoutError):
-            break
-        sent += min(chunk, len(data) - start)
-    return sent
-
-
 # --- incomplete frames ---------------------------------------------------------------------------
 
 
@@ -138,29 +120,17 @@ async def test_partial_frames_do_not_take_the_workers_memory(
     assert pid is not None
     record = worker.record("echo")
     fds_before = tree_open_fds(pid)
-    payload = bytes(PARTIAL_SENT)
-    attackers: list[RawRequestConnection] = []
-
-    async def attack() -> list[int]:
-        sent = []
-        for _ in range(PARTIAL_ATTACKERS):
-            connection = await RawRequestConnection.to(record)
-            attackers.append(connection)
-            sent.append(await _send_until_refused(connection, _frame_prelude(record, PARTIAL_DECLARED) + payload))
-        await asyncio.sleep(0.5)  # the attackers idle, their frames incomplete
-        return sent
-
+    attack = attacks.partial_frames(record, connections=PARTIAL_ATTACKERS, send=PARTIAL_SENT, declared=PARTIAL_DECLARED)
+    held = attacks.Attack()
     try:
         with PeakRss(pid) as memory:
-            sent, seen = await legit_during(attack(), _probe_calls(wire_client, worker))
+            held, seen = await legit_during(attack, _probe_calls(wire_client, worker))
     finally:
-        for connection in attackers:
-            connection.close()
-    held = sum(sent)
-    _figures("partial-frame", rss_growth_mib=memory.growth // MIB, sent_mib=held // MIB, legit=seen.summary())
+        await held.close()
+    _figures("partial-frame", rss_growth_mib=memory.growth // MIB, sent_mib=held.sent // MIB, legit=seen.summary())
     assert memory.growth <= PARTIAL_RSS_BOUND, (
         f"worker memory grew by {memory.growth / MIB:.0f} MiB (bound {PARTIAL_RSS_BOUND / MIB:.0f}) "
-        f"with {len(sent)} connections holding {held / MIB:.0f} MiB of incomplete frames"
+        f"with {PARTIAL_ATTACKERS} connections holding {held.sent / MIB:.0f} MiB of incomplete frames"
     )
     _assert_served(seen, "the partial-frame attack")
     await _fds_back(pid, fds_before)
@@ -179,37 +149,23 @@ async def test_a_frame_trickled_byte_by_byte_is_cut_at_its_deadline(
     probe = wire_client.prepare(record, {"slow": "loris"})
     probe.session.cancel()  # the frame is never finished: no call-home
     frame = WireClient.tcp_frame(record, probe)
-    trickle_for = FRAME_READ_TIMEOUT_S + CLOSE_SLACK_S
-
-    async def trickle(connection: RawRequestConnection) -> float | None:
-        """One byte every 100 ms, never the whole frame; when the worker closed the connection (s), or None."""
-        started = time.monotonic()
-        for byte in frame[: len(frame) - 1]:
-            if time.monotonic() - started > trickle_for:
-                return None
-            try:
-                await connection.send(bytes([byte]))
-            except ConnectionError:
-                return time.monotonic() - started
-            if await connection.wait_closed_by_peer(0.1):
-                return time.monotonic() - started
-        return None
-
-    attackers = [await RawRequestConnection.to(record) for _ in range(20)]
+    give_up = FRAME_READ_TIMEOUT_S + CLOSE_SLACK_S
+    trickling = [await RawRequestConnection.to(record) for _ in range(TRICKLERS)]
     try:
         closed_after, seen = await legit_during(
-            asyncio.gather(*(trickle(c) for c in attackers)), _probe_calls(wire_client, worker)
+            asyncio.gather(*(attacks.trickled_frame(c, frame, TRICKLE_INTERVAL_S, give_up) for c in trickling)),
+            _probe_calls(wire_client, worker),
         )
     finally:
-        for connection in attackers:
+        for connection in trickling:
             connection.close()
     still_open = sum(1 for t in closed_after if t is None)
     _figures(
         "frame-deadline", still_open=still_open, closed_after_s=sorted(closed_after, key=str)[:3], legit=seen.summary()
     )
     assert still_open == 0, (
-        f"{still_open} of {len(attackers)} connections trickling one byte per 100 ms were still open "
-        f"{trickle_for:.0f}s after their frame began (frame read deadline handed to the worker: "
+        f"{still_open} of {len(trickling)} connections trickling one byte per {TRICKLE_INTERVAL_S * 1000:.0f} ms "
+        f"were still open {give_up:.0f}s after their frame began (frame read deadline handed to the worker: "
         f"RP_TCP_FRAME_READ_TIMEOUT={FRAME_READ_TIMEOUT_S})"
     )
     _assert_served(seen, "the trickled frames")
@@ -224,7 +180,7 @@ async def test_idle_request_connections_are_closed(impl_worker_factory: WorkerFa
     assert pid is not None
     record = worker.record("echo")
     fds_before = tree_open_fds(pid)
-    idle = [await RawRequestConnection.to(record) for _ in range(50)]
+    idle = [await RawRequestConnection.to(record) for _ in range(IDLERS)]
     try:
         closed = await asyncio.gather(*(c.wait_closed_by_peer(IDLE_TIMEOUT_S + CLOSE_SLACK_S) for c in idle))
     finally:
@@ -242,15 +198,6 @@ async def test_idle_request_connections_are_closed(impl_worker_factory: WorkerFa
 # --- decoding --------------------------------------------------------------------------------------
 
 
-def _nil_bomb(codec: PayloadCodec, size: int) -> bytes:
-    """A body of about ``size`` bytes that decodes to one list entry per byte or two."""
-    if codec is PayloadCodec.MSGPACK:
-        count = size - 5
-        return b"\xdd" + count.to_bytes(4, "big") + b"\xc0" * count  # array32 of nil
-    count = (size - 2) // 2
-    return b"[" + b"0," * (count - 1) + b"0]"  # JSON: one small int per two bytes
-
-
 @pytest.mark.req("ROB-DOS-DECODE-AMPLIFY")
 @pytest.mark.planes("tcp")
 async def test_a_decode_bomb_does_not_take_the_workers_memory(
@@ -261,29 +208,16 @@ async def test_a_decode_bomb_does_not_take_the_workers_memory(
     assert pid is not None
     record = worker.record("echo")
     body_size = min(request_size_limit, 32 * MIB) - 64 * 1024  # room for the envelope and headers
-    codec = PayloadCodec.parse(record.request_plane_codec)
-    body = _nil_bomb(codec, body_size)
-    sessions: list[CallHomeSession] = []
-    probes: list[ProbeRequest] = []
-
-    async def attack() -> None:
-        for _ in range(DECODE_REQUESTS):
-            probe = wire_client.prepare(record, None, body=body)
-            probes.append(probe)
-            if await wire_client.deliver(record, probe, timeout=10.0) != b"":
-                continue  # refused: nothing held
-            with contextlib.suppress(TimeoutError):
-                sessions.append(await asyncio.wait_for(asyncio.shield(probe.session), 5.0))  # never read
-        await asyncio.sleep(DECODE_HOLD_S)
-
+    body = attacks.nil_bomb(PayloadCodec.parse(record.request_plane_codec), body_size)
+    held = attacks.Attack()
     try:
         with PeakRss(pid) as memory:
-            _, seen = await legit_during(attack(), _probe_calls(wire_client, worker))
+            held, seen = await legit_during(
+                attacks.decode_bombs(wire_client, record, body, count=DECODE_REQUESTS, hold=DECODE_HOLD_S),
+                _probe_calls(wire_client, worker),
+            )
     finally:
-        for session in sessions:
-            session.reset()
-        for probe in probes:
-            probe.session.cancel()
+        await held.close()
     _figures("decode", rss_growth_mib=memory.growth // MIB, legit=seen.summary())
     assert memory.growth <= DECODE_RSS_BOUND, (
         f"worker memory grew by {memory.growth / MIB:.0f} MiB (bound {DECODE_RSS_BOUND / MIB:.0f}) for "
@@ -303,25 +237,18 @@ async def test_a_caller_that_never_reads_loses_its_stream(impl_worker_factory: W
     assert pid is not None
     record = worker.record("stream")
     fds_before = tree_open_fds(pid)
-    count = 40_000  # 40 MB of items: far more than the socket buffers hold
-    stalled = []
-    for _ in range(4):
-        probe = wire_client.prepare(record, {"count": count, "size": 1000})
-        assert await wire_client.deliver(record, probe) == b""
-        stalled.append((probe, await asyncio.wait_for(probe.session, 10.0)))  # then never read
-    wait = CALLHOME_WRITE_TIMEOUT_S + CLOSE_SLACK_S
-    _, seen = await legit_during(asyncio.sleep(wait), _probe_calls(wire_client, worker))
-    # Read what the kernel still holds, then the end; a stream still going ends the read at the timeout.
-    transcripts = await asyncio.gather(*(session.read_to_end(3.0) for _, session in stalled))
-    outcomes = []
-    for (probe, session), transcript in zip(stalled, transcripts, strict=True):
-        names = transcript.event_names(probe.codec)
-        outcomes.append(("SentinelReceived" in names, transcript.ended_by, names.count("ItemReceived")))
-        session.close()
+    held, probes = await attacks.stalled_streams(wire_client, record, streams=4, count=STALLED_ITEMS, size=1000)
+    try:
+        wait = CALLHOME_WRITE_TIMEOUT_S + CLOSE_SLACK_S
+        _, seen = await legit_during(asyncio.sleep(wait), _probe_calls(wire_client, worker))
+        # Read what the kernel still holds, then the end; a stream still going ends the read at the timeout.
+        outcomes = await attacks.stream_ends(held, probes, 3.0)
+    finally:
+        await held.close()
     kept = [o for o in outcomes if o[0] or o[1] == "timeout"]
     _figures("callhome-stall", outcomes=outcomes, legit=seen.summary())
     assert not kept, (
-        f"{len(kept)} of {len(stalled)} streams whose caller read nothing for {wait:.0f}s were still going "
+        f"{len(kept)} of {len(probes)} streams whose caller read nothing for {wait:.0f}s were still going "
         f"(RP_CALLHOME_WRITE_TIMEOUT={CALLHOME_WRITE_TIMEOUT_S}): (sentinel, ended by, items) {kept}"
     )
     _assert_served(seen, "the stalled streams")
@@ -340,29 +267,11 @@ async def test_one_connection_cannot_take_every_admission_slot(
         env={"DYN_TCP_WORKER_POOL_SIZE": str(POOL), "DYN_TCP_WORK_QUEUE_SIZE": str(QUEUE)},
         endpoints=["echo", "slow"],
     )
-    slow = worker.record("slow")
-    hog = await RawRequestConnection.to(slow)
-    probes = [wire_client.prepare(slow, {**HOG_STREAM, "tag": f"hog-{i}"}) for i in range(HOG_REQUESTS)]
-    acks: list[bytes | None] = []
+    held = await attacks.admission_hog(wire_client, worker.record("slow"), requests=HOG_REQUESTS, stream=HOG_STREAM)
     try:
-        await hog.send(b"".join(WireClient.tcp_frame(slow, probe) for probe in probes))
-        acks = [await hog.read_ack(5.0) for _ in probes]
         _, seen = await legit_during(asyncio.sleep(FAIR_PROBE_S), _probe_calls(wire_client, worker))
     finally:
-        hog.close()
-        await _stop_streams(probes)
-    admitted = acks.count(b"")
+        await held.close()
+    admitted = held.acks.count(b"")
     _figures("admission", hog_admitted=admitted, legit=seen.summary())
     _assert_served(seen, f"one connection's {HOG_REQUESTS} pipelined slow requests ({admitted} admitted)")
-
-
-async def _stop_streams(probes: list[ProbeRequest]) -> None:
-    """Kill every admitted stream (their call-homes), forget the others."""
-    for probe in probes:
-        if probe.session.done() and not probe.session.cancelled() and probe.session.exception() is None:
-            session: Any = probe.session.result()
-            with contextlib.suppress(Exception):
-                await session.send_kill()
-            session.close()
-        else:
-            probe.session.cancel()
