@@ -69,10 +69,10 @@ PARTIAL_RSS_BOUND = 192 * MIB
 # (12x with the list's own overhead). Sent one after another to an echo whose caller never reads. TCP
 # only: NATS carries 1 MiB by default, whose echo the socket buffers absorb, so nothing stays held.
 DECODE_REQUESTS = 3
-# Received bytes are held only while a request is received and parsed (the frame buffer, its payload, the
-# body: 3 or 4 copies of 31 MiB at once, plus allocator slack: the reference peaks at ~135 MiB); a worker that
-# decodes 31 MiB of nil into a list holds about 290 MiB per request, and three are held at once.
-DECODE_RSS_BOUND = 192 * MIB
+# Received bytes need holding only while a request is received and parsed (a frame buffer, its payload, the
+# body: a few copies of 31 MiB at once; the reference peaks at ~60 MiB); a worker that decodes 31 MiB of nil
+# into a list holds about 290 MiB per request, and three at once here.
+DECODE_RSS_BOUND = 160 * MIB
 DECODE_HOLD_S = 1.5  # how long the callers stall after the last request, while memory is sampled
 
 # Admission: a pool of 8 running slots and a queue of 32 (Dynamo's own settings); one connection pipelines

@@ -67,8 +67,8 @@ class Figures:
     def cells(self) -> list[str]:
         failed = f", {len(self.legit.failures)} failed" if self.legit.failures else ""
         return [
-            f"+{self.peak_mib:.0f} MiB",
-            f"+{self.after_mib:.0f} MiB",
+            f"{self.peak_mib:+.0f} MiB",
+            f"{self.after_mib:+.0f} MiB",
             f"{self.legit.p50 * 1000:.0f}/{self.legit.p99 * 1000:.0f}/{self.legit.worst * 1000:.0f} ms{failed}",
             self.left_open,
         ]
@@ -128,7 +128,7 @@ async def decode_bombs(worker: Worker, client: WireClient) -> tuple[attacks.Atta
     record = worker.record("echo")
     body = attacks.nil_bomb(PayloadCodec.parse(record.request_plane_codec), 31 * MIB)
     held = await attacks.decode_bombs(client, record, body, count=4, hold=1.5)
-    return held, f"{len(held.sessions)} call-homes held"
+    return held, f"{len(held.sessions)}/4 call-homes opened"
 
 
 async def stalled_streams(worker: Worker, client: WireClient) -> tuple[attacks.Attack | None, str]:

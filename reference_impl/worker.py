@@ -31,6 +31,7 @@ from reference_impl.protocol import payload_codec as pc
 from reference_impl.protocol.envelope import RequestEnvelope, parse_envelope
 from reference_impl.protocol.payload_codec import DecodeLimits, PayloadCodec
 from reference_impl.routing import NAME_PATTERN, EndpointId, parse_callhome_address
+from reference_impl.transport.byte_budget import trim_heap_soon
 from reference_impl.transport.callhome.client import CallHomeConnection, dial_caller
 from reference_impl.transport.plane import Advertisement, PlaneServer
 from reference_impl.wire.request_frame import DEFAULT_MAX_MESSAGE_SIZE
@@ -275,13 +276,17 @@ class Worker:
     async def _process(
         self, endpoint: _Endpoint, payload: bytes, headers: dict[str, str], on_done: Callable[[], None] | None
     ) -> None:
+        size = len(payload)
+        handed = [payload]  # _answer takes the only reference, so the raw request is freed once parsed
+        del payload
         try:
             async with self._admission.running():
-                connection = await self._answer(endpoint, payload, headers)
+                connection = await self._answer(endpoint, handed, headers)
         finally:
             self._admission.release()
             if on_done is not None:
                 on_done()
+            trim_heap_soon(size)  # a large body (and what it decoded to) is gone: give the memory back
         if connection is not None:
             # Waiting for the caller's FIN must not hold a concurrency slot.
             await connection.wait_peer_close(self.config.fin_wait)
@@ -293,10 +298,12 @@ class Worker:
 
     # -- one request ---------------------------------------------------------------
 
-    async def _answer(self, endpoint: _Endpoint, payload: bytes, headers: dict[str, str]) -> CallHomeConnection | None:
-        """Run one request; return the connection when it ended with a sentinel."""
+    async def _answer(
+        self, endpoint: _Endpoint, handed: list[bytes], headers: dict[str, str]
+    ) -> CallHomeConnection | None:
+        """Run one request (its raw bytes handed over in a list); the connection when it ended with a sentinel."""
         try:
-            envelope = parse_envelope(payload, max_message_size=None)
+            envelope = parse_envelope(handed.pop(), max_message_size=None)
             callhome = envelope.callhome()
             codec = envelope.control.codec
         except MalformedMessage as exc:

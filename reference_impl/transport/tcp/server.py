@@ -33,7 +33,7 @@ from typing import Protocol, cast
 from reference_impl.errors import FrameTooLarge, ProtocolError
 from reference_impl.protocol import ack
 from reference_impl.routing import EndpointId, instance_path, tcp_transport
-from reference_impl.transport.byte_budget import ByteBudget
+from reference_impl.transport.byte_budget import ByteBudget, trim_heap_soon
 from reference_impl.transport.flow import peer_name, set_nodelay
 from reference_impl.transport.plane import Advertisement, RequestSink
 from reference_impl.wire.request_frame import (
@@ -149,6 +149,7 @@ class _RequestConnection(asyncio.Protocol):
             self._frame_timer.cancel()
             self._frame_timer = None
         self.server.budget.try_resize(self.reserved, 0)
+        trim_heap_soon(self.reserved)
         self.reserved = 0
 
     def _frame_too_slow(self) -> None:
@@ -213,6 +214,8 @@ class _RequestConnection(asyncio.Protocol):
             return
         transport.close()
         if transport.get_write_buffer_size() and self.limits.ack_write_timeout is not None:
+            if self._write_timer is not None:
+                self._write_timer.cancel()
             self._write_timer = self.loop.call_later(self.limits.ack_write_timeout, transport.abort)
 
     def _release(self) -> None:
@@ -221,8 +224,9 @@ class _RequestConnection(asyncio.Protocol):
                 timer.cancel()
         self._frame_timer = self._idle_timer = None
         self.server.budget.try_resize(self.reserved, 0)
-        self.reserved = 0
         self.decoder = _SPENT  # drop the partial frame now, not when the last request of this connection ends
+        trim_heap_soon(self.reserved)
+        self.reserved = 0  # drop the partial frame now, not when the last request of this connection ends
 
     def eof_received(self) -> bool | None:
         try:
