@@ -14,7 +14,7 @@ import pytest
 
 from reference_impl.config import ConfigError
 from reference_impl.discovery.file_store import FileDiscovery
-from reference_impl.errors import MalformedMessage, TransportError
+from reference_impl.errors import MalformedMessage, TransportError, TruncatedFrame
 from reference_impl.protocol.envelope import build_envelope
 from reference_impl.protocol.messages import ConnectionInfo, RequestControlMessage, TcpStreamConnectionInfo
 from reference_impl.protocol.payload_codec import DecodeLimits, PayloadCodec
@@ -22,7 +22,7 @@ from reference_impl.transport.byte_budget import ByteBudget
 from reference_impl.transport.callhome.client import dial_caller
 from reference_impl.transport.tcp.plane import make_server
 from reference_impl.transport.tcp.server import TcpRequestServer, TcpServerLimits
-from reference_impl.wire.request_frame import AckDecoder, encode_request
+from reference_impl.wire.request_frame import AckDecoder, RequestFrameDecoder, encode_request
 from reference_impl.worker import Worker, WorkerConfig
 from tests.fake_sink import FakeSink
 
@@ -383,3 +383,13 @@ async def test_a_call_home_inside_the_allow_list_is_dialled(tmp_path: Path):
         WorkerConfig(callhome_allow=(ipaddress.ip_network("127.0.0.0/8"),)), tmp_path
     )
     assert connections == 1 and not [f for f in worker.failures if "allow-list" in f]
+
+
+def test_a_poisoned_decoder_lets_go_of_its_buffer():
+    """Its error's traceback refers back to it: holding the buffer until a GC cycle kept attacks' memory resident."""
+    decoder = RequestFrameDecoder()
+    decoder.feed(_frame(bytes(2 * MIB))[:MIB])
+    assert decoder.buffered == MIB
+    with pytest.raises(TruncatedFrame):
+        decoder.feed_eof()
+    assert decoder.buffered == 0
