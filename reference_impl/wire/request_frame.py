@@ -104,6 +104,13 @@ class RequestFrameDecoder:
     def max_message_size(self) -> int:
         return self._max
 
+    def pending_frame_size(self) -> int:
+        """Bytes the frame being received will occupy: its declared size once known, else what is buffered."""
+        if not self.buffered:
+            return 0
+        size, exact = self._declared_size()
+        return size if exact else self.buffered
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._error is not None:
             raise self._error
@@ -111,6 +118,10 @@ class RequestFrameDecoder:
 
     def _fail(self, error: Exception) -> Exception:
         self._error = error
+        # A poisoned decoder never reads its buffer again: free it now, not when the error's
+        # traceback (which refers back to this decoder) is collected.
+        self._buf = bytearray()
+        self._pos = 0
         return error
 
     def _declared_size(self) -> tuple[int, bool]:
@@ -144,7 +155,7 @@ class RequestFrameDecoder:
         frame = RequestFrame(
             path=bytes(buf[pos + 2 : pos + 2 + path_len]),
             headers_raw=bytes(buf[headers_at : headers_at + headers_len]),
-            payload=bytes(buf[payload_at:end]),
+            payload=_copy(buf, payload_at, end),
         )
         if end == len(buf):
             buf.clear()
@@ -166,6 +177,14 @@ class RequestFrameDecoder:
         if self.buffered:
             size, exact = self._declared_size()
             raise self._fail(TruncatedFrame(self.buffered, size if exact else None))
+
+
+def _copy(buf: bytearray, start: int, end: int) -> bytes:
+    """``bytes(buf[start:end])`` without the intermediate bytearray a large slice would cost."""
+    if end - start < 65536:
+        return bytes(buf[start:end])
+    with memoryview(buf) as view:
+        return bytes(view[start:end])
 
 
 def encode_ack(text: str | bytes = b"") -> bytes:
