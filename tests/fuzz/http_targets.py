@@ -157,13 +157,13 @@ def _check_bounds(connection: _HttpConnection, largest_chunk: int) -> None:
     server = connection.server
     session = connection.session
     if isinstance(session, Http1ServerSession):
-        held = sum(map(len, session.chunks))
+        held = len(session.body)
         require(held <= server.body_limit, f"HTTP/1.1 holds {held} body bytes, limit {server.body_limit}")
         unparsed = len(session.h11.trailing_data[0])
         require(unparsed <= server.max_header_size + largest_chunk, f"h11 holds {unparsed} unparsed bytes")
     elif isinstance(session, Http2ServerSession):
         for stream_id, stream in session.streams.items():
-            held = sum(map(len, stream.chunks))
+            held = len(stream.body)
             require(held <= server.body_limit, f"stream {stream_id} holds {held} body bytes")
         open_streams = len(session.streams)
         require(open_streams <= server.h2_max_concurrent_streams, f"{open_streams} streams held")

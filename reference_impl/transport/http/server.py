@@ -7,21 +7,28 @@ answered over HTTP/1.1).  A request is ``POST {root}/{endpoint}``; once its
 body is complete it is offered to the sink synchronously and answered
 ``202 Accepted`` with an empty body: the ACK, sent before the payload is
 decoded.  Routing and status codes are in ``http_routing``; the two wire
-protocols in ``http1_server`` and ``http2_server``.
+protocols in ``http1_server`` and ``http2_server``; the denial-of-service
+limits in ``limits``.  The server owns what all its connections share: the
+request-body byte budget, and one periodic sweep that checks every
+connection's deadlines (cheaper than a timer per connection and per stream).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import Protocol
 
 from reference_impl.protocol import ack
 from reference_impl.routing import DEFAULT_HTTP_ROOT, EndpointId, http_url
 from reference_impl.transport.flow import peer_name, set_nodelay
+from reference_impl.transport.http.budgets import ByteBudget, Deadline
 from reference_impl.transport.http.http1_server import Http1ServerSession
 from reference_impl.transport.http.http2_server import PREFACE, Http2ServerSession
+from reference_impl.transport.http.limits import HttpGuards
 from reference_impl.transport.http.routing import (
     UNKNOWN_ENDPOINT,
     HttpAnswer,
@@ -51,6 +58,10 @@ class _Session(Protocol):
 
     def shutdown(self) -> None: ...
 
+    def check_deadlines(self, now: float) -> None: ...
+
+    def connection_lost(self) -> None: ...
+
 
 def sniff_protocol(prefix: bytes) -> str | None:
     """``"h2"`` or ``"http/1.1"`` from a connection's first bytes; None until they can tell."""
@@ -69,11 +80,14 @@ class _HttpConnection(asyncio.Protocol):
         self.protocol: str | None = None
         self._sniffed = b""
         self._shutdown = False
+        self.head_deadline = Deadline()  # until the first bytes tell the protocol
+        self.send_deadline = Deadline()  # while the peer does not read what we write
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         set_nodelay(transport)
+        self.head_deadline.arm(time.monotonic(), self.server.guards.header_timeout)
         self.server.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:
@@ -84,6 +98,7 @@ class _HttpConnection(asyncio.Protocol):
                 self._sniffed = data
                 return
             self._sniffed = b""
+            self.head_deadline.clear()
             self._start(protocol)
             assert self.session is not None
         self.session.data_received(data)
@@ -97,7 +112,9 @@ class _HttpConnection(asyncio.Protocol):
         else:
             session_type = Http1ServerSession
         server = self.server
-        self.session = session_type(server.limits, server.admit, server.record_wire_error, self.transport, peer)
+        self.session = session_type(
+            server.limits, server.admit, server.record_wire_error, self.transport, peer, server.body_budget
+        )
         if self._shutdown:
             self.session.shutdown()
 
@@ -107,15 +124,30 @@ class _HttpConnection(asyncio.Protocol):
         return False
 
     def pause_writing(self) -> None:
-        # The peer is not reading its answers: stop reading its requests.
+        # The peer is not reading its answers: stop reading its requests, and give it until the deadline.
         if self.transport is not None:
             self.transport.pause_reading()
+        self.send_deadline.arm(time.monotonic(), self.server.guards.send_timeout)
 
     def resume_writing(self) -> None:
+        self.send_deadline.clear()
         if self.transport is not None:
             self.transport.resume_reading()
 
+    def check_deadlines(self, now: float) -> None:
+        """The server's sweep: a peer too slow to say anything, or to read, loses its connection."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.head_deadline.expired(now) or self.send_deadline.expired(now):
+            reason = "sent no request in time" if self.head_deadline.expired(now) else "did not read its answers"
+            log.info("closing HTTP connection from %s: it %s", peer_name(self.transport), reason)
+            self.transport.abort()
+        elif self.session is not None:
+            self.session.check_deadlines(now)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.session is not None:
+            self.session.connection_lost()
         self.server.connection_closed(self)
 
     def shutdown(self) -> None:
@@ -144,6 +176,7 @@ class HttpRequestServer:
         h2_window_size: int = DEFAULT_H2_WINDOW,
         max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
         shutdown_grace: float = 5.0,
+        guards: HttpGuards | None = None,
     ) -> None:
         self.sink = sink
         self.host = host
@@ -154,14 +187,17 @@ class HttpRequestServer:
         self.h2_window_size = h2_window_size
         self.max_header_size = max_header_size
         self.shutdown_grace = shutdown_grace
+        self.guards = guards if guards is not None else HttpGuards()
         self.limits = HttpServerLimits(
-            self.root, body_limit, max_header_size, h2_max_concurrent_streams, h2_window_size
+            self.root, body_limit, max_header_size, h2_max_concurrent_streams, h2_window_size, self.guards
         )
+        self.body_budget = ByteBudget(self.guards.body_budget)  # shared by every connection
         self.endpoints: set[str] = set()  # bare endpoint names, as Dynamo keys its handler map
         self.connections: set[_HttpConnection] = set()
         self.connections_accepted = 0
         self.wire_errors: list[str] = []
         self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._all_closed = asyncio.Event()
 
     async def start(self) -> None:
@@ -169,6 +205,19 @@ class HttpRequestServer:
         self._server = await loop.create_server(lambda: _HttpConnection(self), self.host, self.port, backlog=1024)
         sockname = self._server.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
+        self._sweeper = asyncio.ensure_future(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Check every connection's deadlines a few times per shortest timeout."""
+        interval = self.guards.sweep_interval
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for connection in list(self.connections):
+                try:
+                    connection.check_deadlines(now)
+                except Exception:
+                    log.exception("checking the deadlines of an HTTP connection failed")
 
     def advertise(self, endpoint: EndpointId, instance_id: int) -> Advertisement:
         """``http://host:port{root}/{endpoint}``, routed by the bare endpoint name (instance id unused)."""
@@ -212,6 +261,11 @@ class HttpRequestServer:
         """Stop listening, let requests in flight be answered (up to ``shutdown_grace``), then drop the rest."""
         if self._server is None:
             return
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         self._server.close()
         for connection in list(self.connections):
             connection.shutdown()
