@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from fixtures.adapter_process import AdapterProcess, AdapterSpec
+from fixtures.dos.budget import tree_rss_bytes
 from fixtures.judge import two_part
 from fixtures.judge.codecs import PayloadCodec
 from fixtures.judge.control import CallHomeHandshake, ResponseStreamPrologue
@@ -74,38 +75,19 @@ async def test_caller_vanishing_mid_stream_stops_the_handler(
     assert await neighbour == list(range(2000)), "a concurrent stream was disturbed"
 
 
-def _tree_rss_bytes(pid: int) -> int:
-    """Resident memory of a process and its descendants (an adapter may fork its worker)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        todo.extend(children.get(current, []))
-        with contextlib.suppress(OSError):
-            for line in (Path("/proc") / str(current) / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-    return total
-
-
 @pytest.mark.req("ROB-SLOW-READER")
 async def test_a_caller_that_stops_reading_gets_back_pressure(impl_worker: WorkerUnderTest, wire_client: WireClient):
     count, size = 40_000, 1000  # 40 MB of items the caller will not read for a while
     assert impl_worker.adapter.pid is not None
     record = impl_worker.record("stream")
     probe = wire_client.prepare(record, {"count": count, "size": size})
-    baseline = _tree_rss_bytes(impl_worker.adapter.pid)
+    baseline = tree_rss_bytes(impl_worker.adapter.pid)
     assert await wire_client.deliver(record, probe) == b""
     session = await asyncio.wait_for(probe.session, 10.0)
     session.writer.transport.pause_reading()  # type: ignore[attr-defined]
     neighbour = await _stream_seqs(wire_client, impl_worker, 300)
     await asyncio.sleep(3.0)
-    growth = _tree_rss_bytes(impl_worker.adapter.pid) - baseline
+    growth = tree_rss_bytes(impl_worker.adapter.pid) - baseline
     session.writer.transport.resume_reading()  # type: ignore[attr-defined]
     transcript = await read_until_sentinel_then_close(session, 120.0)
     seqs = [value["seq"] for value in ProbeResult(b"", transcript, probe.codec).values()]

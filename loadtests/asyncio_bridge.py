@@ -12,8 +12,8 @@ Locust monkey-patches ``threading``, ``socket`` and ``selectors`` before any
 locustfile is imported, so the thread is started with the original
 ``_thread.start_new_thread`` and the loop is given the original epoll
 selector; nothing here takes a (patched) lock across the two threads.
-uvloop is not used: the reference transports assert
-``isinstance(transport, asyncio.Transport)``, which uvloop's transports fail.
+The bridge's loop is always asyncio's own (with that selector), whatever
+``RP_EVENT_LOOP`` says: that setting picks the loop of the worker under load.
 """
 
 from __future__ import annotations

@@ -67,13 +67,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plane", default="tcp", help="request plane: tcp, http or nats")
     parser.add_argument("--nats-url", default=None, help="existing NATS server (default: start one for --plane nats)")
     parser.add_argument("--log-dir", default=None, help="keep the adapter's discovery directory and log here")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="extra environment for the adapter (repeat)"
+    )
     args = parser.parse_args(argv)
+    env = []
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--env takes NAME=VALUE, got {item!r}")
+        env.append((name, value))
     options = TargetOptions(
         impl=args.impl,
         plane=args.plane,
         impl_cmd=args.impl_cmd,
         impl_python=args.impl_python,
         nats_url=args.nats_url,
+        env=tuple(env),
     )
     return asyncio.run(_serve(options, args.log_dir))
 

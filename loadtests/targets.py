@@ -41,6 +41,7 @@ class TargetOptions:
     impl_cmd: str | None = None
     impl_python: str | None = None
     nats_url: str | None = None
+    env: tuple[tuple[str, str], ...] = ()  # extra environment for the adapter (e.g. RP_EVENT_LOOP=uvloop)
 
     def adapter_spec(self) -> AdapterSpec:
         if self.impl_cmd:
@@ -91,7 +92,7 @@ async def serve_target(options: TargetOptions, log_dir: str | None = None) -> As
             server = NatsServer(max_payload=NATS_MAX_PAYLOAD)
             stack.callback(server.close)
             nats_url = server.start().url
-        plane_env = {"NATS_SERVER": nats_url} if nats_url else {}
+        plane_env = {**({"NATS_SERVER": nats_url} if nats_url else {}), **dict(options.env)}
         launcher = AdapterLauncher(options.adapter_spec(), scratch, lambda _: plane_env)
         stack.push_async_callback(launcher.stop_all)
         try:

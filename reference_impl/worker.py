@@ -313,14 +313,8 @@ class Worker:
             await connection.send(connection.stream.sentinel())
             return True
         await connection.send(connection.stream.prologue())
-        pump = asyncio.ensure_future(self._pump(items, connection))
-        await asyncio.wait({pump, context.cancelled()}, return_when=asyncio.FIRST_COMPLETED)
-        if not pump.done():
-            # "stop" or "kill": the handler is interrupted and nothing more is sent.
-            pump.cancel()
-            await asyncio.gather(pump, return_exceptions=True)
-            return False
-        pump.result()  # re-raises TransportError from a failed write
+        if not await _pump_until_cancelled(self._pump(items, connection), context):
+            return False  # "stop" or "kill": the handler was interrupted and nothing more is sent
         if context.is_stopped():
             return False
         await connection.send(connection.stream.final())
@@ -370,6 +364,43 @@ def _error_item_for(exc: BaseException) -> dict[str, Any]:
 def _being_cancelled() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+async def _pump_until_cancelled(pump: Awaitable[None], context: RequestContext) -> bool:
+    """Run the item pump in this task; False when the caller's stop/kill interrupted it.
+
+    In this task rather than a task of its own raced against the context
+    (one task, one ``asyncio.wait`` and their callbacks fewer per request,
+    and a handler that yields at once streams in the same loop turn): the
+    caller's stop/kill cancels this task while it pumps, and that one
+    cancellation is taken back with ``uncancel()``; any other cancellation
+    (the worker stopping) propagates.
+    """
+    if context.is_stopped():
+        return False
+    task = asyncio.current_task()
+    assert task is not None
+    pumping = True
+    interrupted = False
+
+    def interrupt(_: object) -> None:
+        nonlocal interrupted
+        if pumping:  # a callback that runs after the pump ended must not cancel what follows
+            interrupted = True
+            task.cancel()
+
+    cancelled = context.cancelled()
+    cancelled.add_done_callback(interrupt)
+    try:
+        await pump
+    except asyncio.CancelledError:
+        if not interrupted or task.uncancel() > 0:
+            raise
+        return False
+    finally:
+        pumping = False
+        cancelled.remove_done_callback(interrupt)
+    return True
 
 
 async def _start_handler(handler: Handler, request: Any, context: RequestContext) -> AsyncIterator[Any]:

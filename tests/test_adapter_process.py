@@ -20,7 +20,7 @@ async def test_an_adapter_that_exits_at_once_is_reported_with_its_exit_code(tmp_
     assert f"exited (code {code})" in str(raised.value)
 
 
-async def test_an_adapter_that_closes_stdout_but_lives_is_named_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_mute_living_adapter_is_named_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("fixtures.adapter_process.EXIT_STATUS_WAIT_S", 0.5)
     script = "import os, time; os.close(1); time.sleep(30)"
     adapter = AdapterProcess(AdapterSpec(name="mute", command=[sys.executable, "-c", script]), {}, tmp_path / "m.log")

@@ -48,13 +48,15 @@ def parse_envelope(
     payload: bytes, *, max_message_size: int | None = two_part.DEFAULT_MAX_MESSAGE_SIZE
 ) -> RequestEnvelope:
     """Strictly parse one envelope: exactly one header-and-data frame, nothing else."""
-    try:
-        messages = two_part.decode_all(payload, max_message_size=max_message_size)
-    except ProtocolError as exc:
-        raise MalformedMessage(f"request payload is not a two-part frame: {exc}") from exc
-    if len(messages) != 1:
-        raise MalformedMessage(f"request payload must hold exactly one two-part frame, found {len(messages)}")
-    message = messages[0]
+    message = two_part.decode_single(payload, max_message_size=max_message_size)
+    if message is None:  # not exactly one frame: the incremental decoder says what is wrong
+        try:
+            messages = two_part.decode_all(payload, max_message_size=max_message_size)
+        except ProtocolError as exc:
+            raise MalformedMessage(f"request payload is not a two-part frame: {exc}") from exc
+        if len(messages) != 1:
+            raise MalformedMessage(f"request payload must hold exactly one two-part frame, found {len(messages)}")
+        message = messages[0]
     if message.kind is not two_part.MessageKind.HEADER_AND_DATA:
         raise MalformedMessage(f"request envelope must have a header and a body, got a {message.kind.value} frame")
     control = RequestControlMessage.from_json_bytes(message.header)

@@ -26,6 +26,9 @@ class PayloadCodec(enum.Enum):
         """Dynamo's rule: absent or empty means the legacy JSON codec."""
         if value is None or value == "":
             return cls.JSON
+        codec = _BY_WIRE_NAME.get(value)  # the exact spelling, as every request carries it: no Enum call
+        if codec is not None:
+            return codec
         try:
             return cls(value.lower())
         except ValueError:
@@ -43,6 +46,9 @@ class PayloadCodec(enum.Enum):
             return msgpack.unpackb(raw, raw=False, strict_map_key=False)
         except (ValueError, TypeError, RecursionError) as exc:  # msgpack errors subclass ValueError
             raise MalformedMessage(f"cannot decode {self.value} payload: {exc}") from exc
+
+
+_BY_WIRE_NAME = {codec.value: codec for codec in PayloadCodec}
 
 
 def dumps_compact(value: Any) -> bytes:

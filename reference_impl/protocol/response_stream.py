@@ -240,6 +240,13 @@ class WorkerState(enum.Enum):
     CLOSED = "closed"  # sentinel sent, or stream ended after an error/cancel
 
 
+# Frames that are the same on every stream (checksum 0), encoded once: one stream per request.
+_PROLOGUE_OK_FRAME = two_part.encode(ResponseStreamPrologue().to_json_bytes())
+_SENTINEL_FRAME = two_part.encode(SENTINEL)
+_FINAL_FRAMES = {codec: two_part.encode(data=encode_final(codec)) for codec in PayloadCodec}
+CALLER_FRAME_LIMIT = 64 * 1024  # the caller only ever sends "stop" and "kill"
+
+
 class WorkerStream:
     """The worker's end of one call-home connection."""
 
@@ -248,8 +255,14 @@ class WorkerStream:
         self.codec = codec
         self.write_checksum = write_checksum
         self.state = WorkerState.IDLE
-        self.decoder = TwoPartDecoder(max_message_size=64 * 1024)
+        self._decoder: TwoPartDecoder | None = None  # made when the caller first sends something (rarely)
         self.cancelled: Cancel | None = None  # the strongest word received
+
+    @property
+    def decoder(self) -> TwoPartDecoder:
+        if self._decoder is None:
+            self._decoder = TwoPartDecoder(max_message_size=CALLER_FRAME_LIMIT)
+        return self._decoder
 
     def _frame(self, header: bytes = b"", data: bytes = b"") -> bytes:
         return two_part.encode(header, data, write_checksum=self.write_checksum)
@@ -266,6 +279,8 @@ class WorkerStream:
     def prologue(self, error: str | None = None, typed_error: Any = None) -> bytes:
         self._expect(WorkerState.HANDSHAKE_SENT)
         self.state = WorkerState.STREAMING if error is None else WorkerState.FINAL_SENT
+        if error is None and typed_error is None and not self.write_checksum:
+            return _PROLOGUE_OK_FRAME
         return self._frame(ResponseStreamPrologue(error, typed_error).to_json_bytes())
 
     def item(self, data: Any) -> bytes:
@@ -277,11 +292,15 @@ class WorkerStream:
     def final(self) -> bytes:
         self._expect(WorkerState.STREAMING)
         self.state = WorkerState.FINAL_SENT
+        if not self.write_checksum:
+            return _FINAL_FRAMES[self.codec]
         return self._frame(data=encode_final(self.codec))
 
     def sentinel(self) -> bytes:
         self._expect(WorkerState.FINAL_SENT)
         self.state = WorkerState.CLOSED
+        if not self.write_checksum:
+            return _SENTINEL_FRAME
         return self._frame(SENTINEL)
 
     def receive_data(self, data: bytes) -> list[Event]:

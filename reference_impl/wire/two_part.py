@@ -181,6 +181,22 @@ class TwoPartDecoder:
             raise self._error
 
 
+def decode_single(data: bytes, *, max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE) -> TwoPartMessage | None:
+    """The one frame ``data`` holds exactly (checksum not verified), or None for anything else.
+
+    A fast path for a request envelope (one per request): no incremental decoder, no buffer
+    copy.  None means "not exactly one well-formed frame"; :func:`decode_all` says what is wrong.
+    """
+    if len(data) < PRELUDE_SIZE:
+        return None
+    header_len, body_len, _ = PRELUDE.unpack_from(data, 0)
+    total = PRELUDE_SIZE + header_len + body_len
+    if total != len(data) or (max_message_size is not None and total > max_message_size):
+        return None
+    middle = PRELUDE_SIZE + header_len
+    return _new_message((data[PRELUDE_SIZE:middle], data[middle:]))
+
+
 def decode_all(
     data: bytes,
     *,

@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from reference_impl.errors import (
     CallHomeTimeout,
@@ -238,8 +238,7 @@ class _CallHomeProtocol(asyncio.Protocol):
         self._closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # not isinstance: uvloop's transports are not subclasses
         set_nodelay(transport)
         self.server.connections.add(self)
         loop = asyncio.get_running_loop()

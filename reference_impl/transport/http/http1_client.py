@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import cast
 
 import h11
 
@@ -34,8 +35,7 @@ class Http1ClientConnection(asyncio.Protocol):
         self.idle_since = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # not isinstance: uvloop's transports are not subclasses
         set_nodelay(transport)
 
     @property

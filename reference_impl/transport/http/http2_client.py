@@ -16,6 +16,7 @@ import asyncio
 import collections
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import h2.config
 import h2.connection
@@ -89,8 +90,7 @@ class Http2ClientConnection(asyncio.Protocol):
         }
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # not isinstance: uvloop's transports are not subclasses
         self.peer = peer_name(transport)
         set_nodelay(transport)
         self.h2.initiate_connection()

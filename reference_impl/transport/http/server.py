@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Protocol, cast
 
 from reference_impl.protocol import ack
 from reference_impl.routing import DEFAULT_HTTP_ROOT, EndpointId, http_url
@@ -84,8 +84,7 @@ class _HttpConnection(asyncio.Protocol):
         self.send_deadline = Deadline()  # while the peer does not read what we write
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # not isinstance: uvloop's transports are not subclasses
         set_nodelay(transport)
         self.head_deadline.arm(time.monotonic(), self.server.guards.header_timeout)
         self.server.connection_opened(self)

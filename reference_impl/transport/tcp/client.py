@@ -12,6 +12,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Mapping
+from typing import cast
 
 from reference_impl.errors import AckTimeout, LocalProtocolError, ProtocolError, TransportError
 from reference_impl.routing import TcpTarget
@@ -33,8 +34,7 @@ class _PipelinedConnection(asyncio.Protocol):
         self.broken: BaseException | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # not isinstance: uvloop's transports are not subclasses
         set_nodelay(transport)
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 from reference_impl.errors import FrameTooLarge, ProtocolError
 from reference_impl.protocol import ack
@@ -34,8 +35,7 @@ class _RequestConnection(asyncio.Protocol):
         self.frames = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # not isinstance: uvloop's transports are not subclasses
         set_nodelay(transport)
         self.server.connections.add(self)
 

@@ -1,0 +1,185 @@
+"""The DoS measurements (fixtures/dos/budget.py) measure what they claim, on real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from fixtures.dos.budget import (
+    MIB,
+    Footprint,
+    LegitLatencies,
+    PeakRss,
+    echo_call,
+    legit_during,
+    peak_rss_during,
+    settle,
+    tree_open_fds,
+    tree_pids,
+    tree_rss_bytes,
+)
+from fixtures.probes.wire_client import WireClient
+from fixtures.roles import WorkerUnderTest
+
+# A child that runs a script, says "ready", then does what each line on stdin asks.
+CHILD = """
+import os, sys, time
+held = []
+print("ready", flush=True)
+for line in sys.stdin:
+    word, _, arg = line.strip().partition(" ")
+    if word == "alloc":
+        block = bytearray(int(arg) * 1024 * 1024)
+        block[::4096] = b"x" * len(block[::4096])
+        held.append(block)
+        del block
+    elif word == "free":
+        held.clear()
+    elif word == "fds":
+        held.extend(os.open("/dev/null", os.O_RDONLY) for _ in range(int(arg)))
+    elif word == "fork":
+        held.append(__import__("subprocess").Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+    print("done", flush=True)
+"""
+
+
+class Child:
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None and self.process.stdout.readline() == "ready\n"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def do(self, command: str) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        assert self.process.stdout.readline() == "done\n"
+
+    def stop(self) -> None:
+        for pid in reversed(tree_pids(self.pid)[1:]):
+            subprocess.run(["kill", str(pid)], check=False)
+        self.process.kill()
+        self.process.wait(5)
+
+
+@pytest.fixture
+def child() -> Iterator[Child]:
+    running = Child()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_the_tree_covers_forked_children(child: Child):
+    assert tree_pids(child.pid) == [child.pid]
+    child.do("fork")
+    assert len(tree_pids(child.pid)) == 2
+
+
+def test_rss_follows_what_the_process_holds(child: Child):
+    before = tree_rss_bytes(child.pid)
+    child.do("alloc 64")
+    assert tree_rss_bytes(child.pid) - before >= 56 * MIB
+    child.do("free")
+    assert tree_rss_bytes(child.pid) - before < 16 * MIB
+
+
+def test_fds_counts_every_open_descriptor(child: Child):
+    before = tree_open_fds(child.pid)
+    child.do("fds 40")
+    assert tree_open_fds(child.pid) == before + 40
+    assert Footprint.of(child.pid).fds == before + 40
+
+
+def test_a_gone_process_measures_zero():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait(10)
+    assert tree_rss_bytes(process.pid) == 0 and tree_open_fds(process.pid) == 0
+
+
+async def test_the_peak_sampler_sees_a_transient_allocation(child: Child):
+    async def spike() -> str:
+        await asyncio.to_thread(child.do, "alloc 96")
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(child.do, "free")
+        return "attacked"
+
+    result, sampler = await peak_rss_during(child.pid, spike(), interval=0.02)
+    assert result == "attacked"
+    assert sampler.growth >= 80 * MIB, f"missed a 96 MiB peak: {sampler.growth / MIB:.1f} MiB"
+    assert tree_rss_bytes(child.pid) - sampler.baseline < 16 * MIB
+    assert sampler.samples > 3
+
+
+def test_the_peak_sampler_as_a_context_manager(child: Child):
+    with PeakRss(child.pid, interval=0.02) as sampler:
+        child.do("alloc 32")
+    assert sampler.peak >= sampler.baseline + 24 * MIB
+
+
+async def test_settle_waits_for_a_figure_to_come_down():
+    figures = iter([10, 8, 5, 3, 3])
+    assert await settle(lambda: next(figures), 4, timeout=5.0, interval=0.01) == 3
+    assert await settle(lambda: 9, 4, timeout=0.1, interval=0.01) == 9  # never comes down: the last figure
+
+
+def test_percentiles_are_nearest_rank():
+    seen = LegitLatencies([float(n) for n in range(1, 101)])
+    assert (seen.p50, seen.p99, seen.worst, seen.percentile(100)) == (50.0, 99.0, 100.0, 100.0)
+    assert LegitLatencies().p99 == float("inf")
+
+
+async def test_legit_calls_run_while_the_attack_lasts():
+    async def call() -> None:
+        await asyncio.sleep(0.01)
+
+    result, seen = await legit_during(asyncio.sleep(0.4, "done"), call, interval=0.01)
+    assert result == "done"
+    assert seen.calls >= 8 and not seen.failures
+    assert all(0.005 < latency < 0.4 for latency in seen.latencies)
+
+
+async def test_failing_and_slow_legit_calls_are_failures():
+    calls = 0
+
+    async def call() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionResetError("reset")
+        await asyncio.sleep(1.0)
+
+    _, seen = await legit_during(asyncio.sleep(0), call, call_timeout=0.05, min_calls=3)
+    assert seen.failures[0] == "ConnectionResetError: reset"
+    assert seen.failures[1:] == ["no answer within 0.05s"] * 2
+    assert seen.latencies == [] and "3 failed" in seen.summary()
+
+
+async def test_the_attacks_exception_propagates():
+    async def attack() -> None:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("attack broke")
+
+    async def call() -> None:
+        pass
+
+    with pytest.raises(RuntimeError, match="attack broke"):
+        await legit_during(attack(), call, interval=0.01)
+
+
+@pytest.mark.planes("tcp")
+async def test_echo_call_against_a_real_worker(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    _, seen = await legit_during(asyncio.sleep(0.2), echo_call(wire_client, impl_worker.record("echo")))
+    assert not seen.failures and seen.calls >= 3, seen.summary()
+    _, wrong = await legit_during(asyncio.sleep(0), echo_call(wire_client, impl_worker.record("whoami")))
+    assert len(wrong.failures) == 3 and "echo answered" in wrong.failures[0], wrong.summary()
