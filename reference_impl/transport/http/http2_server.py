@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DEFAULT_WINDOW = 65_535
 ENHANCE_YOUR_CALM = int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+READ_SLICE = 16_384  # bytes handed to h2 at a time (one default-size DATA frame, ~1000 PINGs)
 
 # Events that cost the server work (and, for PING and SETTINGS, an answer) but carry no request.
 _CONTROL_EVENTS = (
@@ -139,6 +140,7 @@ class Http2ServerSession:
         self.closed = False
         self.settings_received = False
         self.idle_deadline = Deadline()
+        self._owing: dict[int, None] = {}  # streams with DATA not yet acknowledged, oldest first
         self._handlers: dict[type[h2.events.Event], Callable[..., None]] = {
             h2.events.RequestReceived: self._on_request,
             h2.events.DataReceived: self._on_data,
@@ -159,25 +161,33 @@ class Http2ServerSession:
                 if isinstance(part, Goaway):
                     self._on_peer_goaway(part)
                     continue
-                events = self.h2.receive_data(part)
-                if not self._within_rate_budgets(events):
-                    return
-                # A stream reset while h2 read this part (by the peer, or by h2 for a stream error such as
-                # DATA after END_STREAM) is closed before its events are handled: never offer or answer it.
-                gone = {event.stream_id for event in events if isinstance(event, h2.events.StreamReset)}
-                for stream_id in gone:
-                    self._forget(stream_id)
-                for event in events:
-                    if isinstance(event, h2.events.RequestReceived) and event.stream_id in gone:
-                        continue
-                    handler = self._handlers.get(type(event))
-                    if handler is not None:
-                        handler(event)
-                self._flush()  # answers go out before a later part can fail the connection
+                # h2 handles a whole read at once; in slices, the rate budgets are checked every few hundred
+                # frames, so a flood is stopped before one read (256 KiB of tiny frames) stalls the loop.
+                for start in range(0, len(part), READ_SLICE):
+                    self._receive(part[start : start + READ_SLICE])
+                    if self.closed:
+                        return
         except h2.exceptions.ProtocolError as exc:
             self._fail(exc)
             return
         self._close_if_done()
+
+    def _receive(self, part: bytes) -> None:
+        events = self.h2.receive_data(part)
+        if not self._within_rate_budgets(events):
+            return
+        # A stream reset while h2 read this part (by the peer, or by h2 for a stream error such as
+        # DATA after END_STREAM) is closed before its events are handled: never offer or answer it.
+        gone = {event.stream_id for event in events if isinstance(event, h2.events.StreamReset)}
+        for stream_id in gone:
+            self._forget(stream_id)
+        for event in events:
+            if isinstance(event, h2.events.RequestReceived) and event.stream_id in gone:
+                continue
+            handler = self._handlers.get(type(event))
+            if handler is not None:
+                handler(event)
+        self._flush()  # answers go out before a later part can fail the connection
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
@@ -242,15 +252,17 @@ class Http2ServerSession:
         self.connection_budget.take(len(data))
         self.body_budget.take(len(data))
         stream.owed += length
+        self._owing[stream_id] = None
         stream.body_deadline.arm(time.monotonic(), self.guards.body_timeout)
         self._pay_owed()
 
     def _pay_owed(self) -> None:
         """Reopen the peer's windows for buffered DATA while this connection and the server are within budget."""
-        for stream_id, stream in self.streams.items():
-            if self.connection_budget.exhausted or self.body_budget.exhausted:
-                return
-            if stream.owed:
+        while self._owing and not (self.connection_budget.exhausted or self.body_budget.exhausted):
+            stream_id = next(iter(self._owing))
+            del self._owing[stream_id]
+            stream = self.streams.get(stream_id)
+            if stream is not None and stream.owed:
                 owed, stream.owed = stream.owed, 0
                 self.h2.acknowledge_received_data(owed, stream_id)
 
