@@ -248,6 +248,8 @@ class Http1ServerSession:
         self.in_request = False
         if self.h11.our_state is h11.MUST_CLOSE:
             self._linger_close()
+        else:
+            self._next_cycle()  # now, not when the next bytes come: the idle deadline runs from here
 
     def _reject_malformed(self, exc: h11.RemoteProtocolError) -> None:
         self._reject(exc.error_status_hint, str(exc) or "malformed request")

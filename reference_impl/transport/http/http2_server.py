@@ -32,6 +32,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from hyperframe.frame import Frame, HeadersFrame
 
 from reference_impl.transport.http.budgets import ByteBudget, Deadline, RateBudget
 from reference_impl.transport.http.http2_goaway import NO_ERROR, Goaway, GoawayFilter, encode_goaway
@@ -71,17 +72,25 @@ class _RefusingH2Connection(h2.connection.H2Connection):
     """hyper-h2, except that a stream past MAX_CONCURRENT_STREAMS does not fail the connection.
 
     h2 raises ``TooManyStreamsError`` (a connection error) for it; RFC 9113
-    §5.1.2 lets a server refuse just that stream, as hyper does, so h2 is told
-    no stream is open and the session refuses it with REFUSED_STREAM.
+    §5.1.2 lets a server refuse just that stream, as hyper does.  h2 is told no
+    stream is open (so it lets the stream in) and each new stream over the
+    limit is noted in ``over_limit``; the session refuses those with
+    REFUSED_STREAM once h2 has read them (their headers still go through
+    HPACK, which must see every block).
     """
 
-    open_before_last_headers = 0
+    max_inbound_streams = 2**31
+    over_limit: set[int]
 
     @property
     def open_inbound_streams(self) -> int:
-        # Still counted (and closed streams forgotten, h2's side effect); only the check is moved.
-        self.open_before_last_headers = super().open_inbound_streams
-        return 0
+        return 0  # the limit is applied in _receive_headers_frame below, per stream
+
+    def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list[Frame], list[h2.events.Event]]:
+        # h2's own count (it also forgets closed streams), taken before this stream exists.
+        if frame.stream_id not in self.streams and super().open_inbound_streams >= self.max_inbound_streams:
+            self.over_limit.add(frame.stream_id)
+        return super()._receive_headers_frame(frame)
 
 
 @dataclass(slots=True)
@@ -121,6 +130,8 @@ class Http2ServerSession:
         self.peer = peer
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
         self.h2 = _RefusingH2Connection(config=config)
+        self.h2.max_inbound_streams = limits.h2_max_concurrent_streams
+        self.h2.over_limit = set()
         self.h2.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -181,6 +192,7 @@ class Http2ServerSession:
         gone = {event.stream_id for event in events if isinstance(event, h2.events.StreamReset)}
         for stream_id in gone:
             self._forget(stream_id)
+            self.h2.over_limit.discard(stream_id)
         for event in events:
             if isinstance(event, h2.events.RequestReceived) and event.stream_id in gone:
                 continue
@@ -195,7 +207,8 @@ class Http2ServerSession:
         if self.goaway_sent is not None and stream_id > self.goaway_sent:
             self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
-        if self.h2.open_before_last_headers >= self.limits.h2_max_concurrent_streams:
+        if stream_id in self.h2.over_limit:
+            self.h2.over_limit.discard(stream_id)
             # Past the advertised limit: refuse this stream alone; refusals spend the reset budget.
             self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             if not self.reset_budget.spend():
