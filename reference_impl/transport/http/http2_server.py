@@ -121,7 +121,8 @@ class Http2ServerSession:
         guards = limits.guards
         self.guards = guards
         self.body_budget = body_budget if body_budget is not None else ByteBudget(guards.body_budget)
-        self.connection_budget = ByteBudget(guards.h2_connection_body_budget)
+        # Never below the body limit: one request at the limit must always be able to complete.
+        self.connection_budget = ByteBudget(max(guards.h2_connection_body_budget, limits.body_limit))
         self.reset_budget = RateBudget(guards.h2_reset_burst, guards.h2_reset_rate)
         self.control_budget = RateBudget(guards.h2_control_burst, guards.h2_control_rate)
         self.admit = admit
