@@ -312,3 +312,14 @@ def test_h2_preface_then_nothing_is_still_served_until_idle() -> None:
     session.idle_deadline.at = time.monotonic() - 1  # as if the idle time had passed
     driven.sweep(after=0.0)
     assert driven.transport.closed
+
+
+def test_h2_preface_without_settings_is_closed_at_the_header_timeout() -> None:
+    driven = Driven(HttpGuards(header_timeout=1.0))
+    driven.feed(PREFACE)  # and never the SETTINGS frame that must follow
+    driven.sweep(after=0.5)
+    assert not driven.transport.closed
+    driven.sweep(after=1.5)
+    assert driven.transport.closed
+    goaways = [f for f in h2_frames(bytes(driven.transport.output)) if isinstance(f, GoAwayFrame)]
+    assert goaways and b"SETTINGS" in goaways[-1].additional_data

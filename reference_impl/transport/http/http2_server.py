@@ -35,7 +35,7 @@ import h2.settings
 from hyperframe.frame import Frame, HeadersFrame
 
 from reference_impl.transport.http.budgets import ByteBudget, Deadline, RateBudget
-from reference_impl.transport.http.http2_goaway import NO_ERROR, Goaway, GoawayFilter, encode_goaway
+from reference_impl.transport.http.http2_goaway import NO_ERROR, PROTOCOL_ERROR, Goaway, GoawayFilter, encode_goaway
 from reference_impl.transport.http.routing import (
     BODY_BUDGET_EXHAUSTED,
     BODY_TIMEOUT,
@@ -151,6 +151,8 @@ class Http2ServerSession:
         self.peer_goaway: Goaway | None = None
         self.closed = False
         self.settings_received = False
+        self.settings_deadline = Deadline()  # the peer's SETTINGS (the rest of its preface) are due
+        self.settings_deadline.arm(time.monotonic(), guards.header_timeout)
         self.idle_deadline = Deadline()
         self._owing: dict[int, None] = {}  # streams with DATA not yet acknowledged, oldest first
         self._handlers: dict[type[h2.events.Event], Callable[..., None]] = {
@@ -396,8 +398,9 @@ class Http2ServerSession:
         """Spend the reset and control-frame budgets on what the peer just sent; False once it is calmed."""
         resets = sum(1 for e in events if isinstance(e, h2.events.StreamReset) and e.remote_reset)
         controls = sum(1 for e in events if isinstance(e, _CONTROL_EVENTS))
-        if any(isinstance(e, h2.events.RemoteSettingsChanged) for e in events):
+        if not self.settings_received and any(isinstance(e, h2.events.RemoteSettingsChanged) for e in events):
             self.settings_received = True
+            self.settings_deadline.clear()
         if resets and not self.reset_budget.spend(resets):
             self._calm(f"too many streams reset (budget {self.guards.h2_reset_burst}, {self.guards.h2_reset_rate}/s)")
             return False
@@ -411,6 +414,9 @@ class Http2ServerSession:
     def check_deadlines(self, now: float) -> None:
         """Called by the server's sweep: end streams past their deadlines, close an idle connection."""
         if self.closed:
+            return
+        if self.settings_deadline.expired(now):
+            self._fail_slow("sent no SETTINGS after its preface in time")
             return
         for stream_id, stream in list(self.streams.items()):
             if stream.body_deadline.expired(now) and stream.endpoint is not None:
@@ -434,6 +440,13 @@ class Http2ServerSession:
             return
         self._flush()
         self._close_if_done()
+
+    def _fail_slow(self, reason: str) -> None:
+        log.info("closing HTTP/2 connection from %s: it %s", self.peer, reason)
+        self.transport.write(encode_goaway(self.highest_stream_id, PROTOCOL_ERROR, reason.encode()))
+        self._drop_all()
+        self.closed = True
+        self.transport.close()
 
     def _calm(self, reason: str) -> None:
         """GOAWAY ENHANCE_YOUR_CALM naming the reason, and close (hyper, nghttp2 and Go do the same)."""
