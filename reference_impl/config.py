@@ -12,6 +12,7 @@ naming the field and its variable, instead of deep inside a server later.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -60,6 +61,17 @@ def parse_size_or_unlimited(text: str) -> int | None:
     if size < 0:
         raise ValueError("a size cannot be negative (0 means no limit)")
     return None if size == 0 else size
+
+
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None:
+    """Comma-separated CIDRs (``10.0.0.0/8,127.0.0.1/32``); empty means no restriction (``None``)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        return None
+    try:
+        return tuple(ipaddress.ip_network(part, strict=False) for part in parts)
+    except ValueError as exc:
+        raise ValueError(f"expected comma-separated CIDRs such as 10.0.0.0/8 ({exc})") from None
 
 
 def lower(text: str) -> str:

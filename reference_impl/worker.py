@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import ipaddress
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -26,15 +27,18 @@ from reference_impl.discovery.records import InstanceRecord
 from reference_impl.errors import MalformedMessage, TransportError
 from reference_impl.planes import PLANES, plane_named
 from reference_impl.protocol import ack, annotated, error_kinds
+from reference_impl.protocol import payload_codec as pc
 from reference_impl.protocol.envelope import RequestEnvelope, parse_envelope
-from reference_impl.protocol.payload_codec import PayloadCodec
-from reference_impl.routing import NAME_PATTERN, EndpointId
+from reference_impl.protocol.payload_codec import DecodeLimits, PayloadCodec
+from reference_impl.routing import NAME_PATTERN, EndpointId, parse_callhome_address
 from reference_impl.transport.callhome.client import CallHomeConnection, dial_caller
 from reference_impl.transport.http import limits as http_limits
 from reference_impl.transport.plane import Advertisement, PlaneServer
 from reference_impl.wire.request_frame import DEFAULT_MAX_MESSAGE_SIZE
 
 log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
 
 HandlerResult = AsyncIterator[Any] | Awaitable[AsyncIterator[Any]]
 Handler = Callable[[Any, RequestContext], HandlerResult]
@@ -70,6 +74,52 @@ class WorkerConfig:
     queue_size: int = field(default=40_000, metadata=_S("DYN_TCP_WORK_QUEUE_SIZE", cfg.parse_int, cfg.non_negative))
     callhome_connect_timeout: float = field(default=5.0, metadata=_S(None, check=cfg.positive))
     fin_wait: float = field(default=10.0, metadata=_S(None, check=cfg.non_negative))
+    # --- denial-of-service limits (Dynamo has none of these; 0 turns a timeout off) ---
+    # Bytes all TCP connections together may hold in incomplete frames: four maximal frames at once.
+    tcp_buffer_budget: int = field(default=128 * MIB, metadata=_S("RP_TCP_BUFFER_BUDGET", cfg.parse_int, cfg.positive))
+    # Bytes one TCP connection may hold in its incomplete frame: one maximal frame.
+    tcp_connection_buffer_limit: int = field(
+        default=DEFAULT_MAX_MESSAGE_SIZE, metadata=_S("RP_TCP_CONNECTION_BUFFER_LIMIT", cfg.parse_int, cfg.positive)
+    )
+    # A frame's first byte to its last: 32 MiB at ~1 MiB/s, far slower than any link a worker is on.
+    tcp_frame_read_timeout: float | None = field(
+        default=30.0, metadata=_S("RP_TCP_FRAME_READ_TIMEOUT", cfg.parse_seconds_or_off, cfg.optional(cfg.positive))
+    )
+    # A request connection that sends nothing is closed (callers pool connections: keep it long).
+    tcp_idle_timeout: float | None = field(
+        default=300.0, metadata=_S("RP_TCP_IDLE_TIMEOUT", cfg.parse_seconds_or_off, cfg.optional(cfg.positive))
+    )
+    # A caller that leaves its ACKs unread this long (its requests unread meanwhile) is dropped.
+    tcp_ack_write_timeout: float | None = field(
+        default=30.0, metadata=_S("RP_TCP_ACK_WRITE_TIMEOUT", cfg.parse_seconds_or_off, cfg.optional(cfg.positive))
+    )
+    # Requests one TCP connection may have admitted at once; None (or 0): half of max_concurrency.
+    tcp_max_inflight_per_connection: int | None = field(
+        default=None,
+        metadata=_S("RP_TCP_MAX_INFLIGHT_PER_CONNECTION", cfg.parse_size_or_unlimited, cfg.optional(cfg.positive)),
+    )
+    # A caller that stops reading its response stream this long loses it.  Well above the pauses of a
+    # slow but live reader (the suite's ROB-SLOW-READER pauses 3 s; GC or a slow HTTP client upstream).
+    callhome_write_timeout: float | None = field(
+        default=60.0, metadata=_S("RP_CALLHOME_WRITE_TIMEOUT", cfg.parse_seconds_or_off, cfg.optional(cfg.positive))
+    )
+    # Where the worker may call home (CIDRs); None: anywhere, as Dynamo.
+    callhome_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = field(
+        default=None, metadata=_S("RP_CALLHOME_ALLOW", cfg.parse_networks)
+    )
+    # Request bodies above this size are decoded with the limits below (payload_codec.DecodeLimits).
+    decode_checked_above: int = field(
+        default=pc.DECODE_CHECKED_ABOVE, metadata=_S("RP_DECODE_CHECKED_ABOVE", cfg.parse_int, cfg.non_negative)
+    )
+    # At most one array or map per this many body bytes, and no array/map longer than one element per
+    # ``decode_bytes_per_element`` bytes: a decoded body stays within about 12 times its size.
+    decode_bytes_per_container: int = field(
+        default=pc.DECODE_BYTES_PER_CONTAINER,
+        metadata=_S("RP_DECODE_BYTES_PER_CONTAINER", cfg.parse_int, cfg.positive),
+    )
+    decode_bytes_per_element: int = field(
+        default=pc.DECODE_BYTES_PER_ELEMENT, metadata=_S("RP_DECODE_BYTES_PER_ELEMENT", cfg.parse_int, cfg.positive)
+    )
     annotated: bool = True
     write_checksum: bool = False
     nats_url: str = field(default="nats://127.0.0.1:4222", metadata=_S("NATS_SERVER", check=cfg.nats_servers))
@@ -128,6 +178,20 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         cfg.validate(self)
 
+    @property
+    def decode_limits(self) -> DecodeLimits:
+        return DecodeLimits(self.decode_checked_above, self.decode_bytes_per_container, self.decode_bytes_per_element)
+
+    def callhome_allowed(self, host: str) -> bool:
+        """Whether the call-home allow-list (if any) admits ``host`` (an IP literal)."""
+        if self.callhome_allow is None:
+            return True
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.callhome_allow)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WorkerConfig:
         """Defaults, overridden by the variables a Dynamo worker reads, overridden by ``overrides``."""
@@ -169,6 +233,7 @@ class Worker:
         self._endpoints: dict[str, _Endpoint] = {}
         self._routes: dict[tuple[str, str], _Endpoint] = {}
         self._admission = Admission(self.config.max_concurrency, self.config.queue_size)
+        self._decode_limits = self.config.decode_limits
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: PlaneServer | None = None
         self._registration: Registration | None = None
@@ -228,7 +293,15 @@ class Worker:
 
     # -- admission (called synchronously by the plane server, before the ACK) ----
 
-    def offer(self, plane: str, route_key: str, payload: bytes, headers: Mapping[str, str]) -> str | None:
+    def offer(
+        self,
+        plane: str,
+        route_key: str,
+        payload: bytes,
+        headers: Mapping[str, str],
+        on_done: Callable[[], None] | None = None,
+    ) -> str | None:
+        """Admit a request (``None``) or say why not; ``on_done`` is called when an admitted one ends."""
         endpoint = self._routes.get((plane, route_key))
         if endpoint is None:
             return ack.unknown_endpoint(route_key)
@@ -236,7 +309,7 @@ class Worker:
             return ack.SHUTTING_DOWN
         if not self._admission.try_admit():
             return ack.AT_CAPACITY
-        self._spawn(self._process(endpoint, payload, dict(headers)))
+        self._spawn(self._process(endpoint, payload, dict(headers), on_done))
         return None
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
@@ -244,12 +317,16 @@ class Worker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _process(self, endpoint: _Endpoint, payload: bytes, headers: dict[str, str]) -> None:
+    async def _process(
+        self, endpoint: _Endpoint, payload: bytes, headers: dict[str, str], on_done: Callable[[], None] | None
+    ) -> None:
         try:
             async with self._admission.running():
                 connection = await self._answer(endpoint, payload, headers)
         finally:
             self._admission.release()
+            if on_done is not None:
+                on_done()
         if connection is not None:
             # Waiting for the caller's FIN must not hold a concurrency slot.
             await connection.wait_peer_close(self.config.fin_wait)
@@ -271,6 +348,12 @@ class Worker:
             self._fail(f"{endpoint.id}: {exc}")
             return None
         context = RequestContext(envelope.control.id, headers, envelope.control.metadata)
+        if self.config.callhome_allow is not None and not self.config.callhome_allowed(_host_of(callhome.address)):
+            self._fail(
+                f"{endpoint.id} request {context.id()}: call-home destination {callhome.address} is outside "
+                "the allow-list (RP_CALLHOME_ALLOW); not dialled"
+            )
+            return None
         try:
             connection = await dial_caller(
                 callhome.address,
@@ -278,6 +361,7 @@ class Worker:
                 codec,
                 context.cancel,
                 connect_timeout=self.config.callhome_connect_timeout,
+                write_timeout=self.config.callhome_write_timeout,
                 write_checksum=self.config.write_checksum,
             )
         except TransportError as exc:
@@ -300,7 +384,7 @@ class Worker:
     ) -> bool:
         """Prologue, items, final, sentinel.  False when cancelled by the caller."""
         try:
-            request = envelope.decode_body()
+            request = envelope.decode_body(self._decode_limits)
         except MalformedMessage as exc:
             await connection.send(connection.stream.prologue(error=f"cannot decode request body: {exc}"))
             await connection.send(connection.stream.sentinel())
@@ -354,6 +438,14 @@ class Worker:
                     await aclose()
                 except Exception:
                     log.debug("handler raised while closing", exc_info=True)
+
+
+def _host_of(address: str) -> str:
+    """The host part of a call-home ``host:port`` (``[v6]:port`` too); the address itself if it has none."""
+    try:
+        return parse_callhome_address(address)[0]
+    except ValueError:
+        return address
 
 
 def _error_item_for(exc: BaseException) -> dict[str, Any]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
 
+import msgpack
 import pytest
 
+from fixtures.dos import attacks
 from fixtures.dos.budget import (
     MIB,
     Footprint,
@@ -22,6 +25,8 @@ from fixtures.dos.budget import (
     tree_pids,
     tree_rss_bytes,
 )
+from fixtures.judge.codecs import PayloadCodec
+from fixtures.judge.discovery import InstanceRecord
 from fixtures.probes.wire_client import WireClient
 from fixtures.roles import WorkerUnderTest
 
@@ -183,3 +188,20 @@ async def test_echo_call_against_a_real_worker(impl_worker: WorkerUnderTest, wir
     assert not seen.failures and seen.calls >= 3, seen.summary()
     _, wrong = await legit_during(asyncio.sleep(0), echo_call(wire_client, impl_worker.record("whoami")))
     assert len(wrong.failures) == 3 and "echo answered" in wrong.failures[0], wrong.summary()
+
+
+def test_the_attack_bodies_are_what_they_claim():
+    msgpack_bomb = attacks.nil_bomb(PayloadCodec.MSGPACK, 1000)
+    assert len(msgpack_bomb) == 1000 and msgpack.unpackb(msgpack_bomb) == [None] * 995
+    json_bomb = attacks.nil_bomb(PayloadCodec.JSON, 1000)
+    assert len(json_bomb) == 999 and json.loads(json_bomb) == [0] * 499
+
+
+def test_a_frame_prelude_announces_the_declared_payload():
+    record = InstanceRecord(
+        namespace="ns", component="c", endpoint="e", instance_id=1,
+        transport_kind="tcp", transport_address="127.0.0.1:9/1/ns/c/e", request_plane_codec="msgpack",
+    )  # fmt: skip
+    prelude = attacks.frame_prelude(record, 5000)
+    path = b"1/ns/c/e"
+    assert prelude == len(path).to_bytes(2, "big") + path + b"\x00\x00" + (5000).to_bytes(4, "big")

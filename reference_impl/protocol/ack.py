@@ -23,6 +23,16 @@ def invalid_endpoint_path() -> str:
     return f"{UNAVAILABLE_PREFIX} invalid endpoint path (not UTF-8)"
 
 
+def connection_at_capacity(limit: int) -> str:
+    """One connection already has ``limit`` requests admitted: others still get their share of the worker."""
+    return f"{OVERLOADED_PREFIX} {limit} requests already in flight on this connection"
+
+
+def buffer_budget_exhausted(wanted: int, available: int) -> str:
+    """The process-wide budget for incomplete request frames cannot hold this frame now."""
+    return f"{OVERLOADED_PREFIX} request buffer budget exhausted ({wanted} bytes wanted, {available} free)"
+
+
 def read_error(reason: str) -> str:
     """Fatal read error: sent just before the worker closes the connection."""
     return f"{UNAVAILABLE_PREFIX} read error: {reason}"

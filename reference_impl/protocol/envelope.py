@@ -14,7 +14,7 @@ from reference_impl.protocol.messages import (
     RequestControlMessage,
     TcpStreamConnectionInfo,
 )
-from reference_impl.protocol.payload_codec import PayloadCodec
+from reference_impl.protocol.payload_codec import DecodeLimits, PayloadCodec
 from reference_impl.wire import two_part
 
 
@@ -26,8 +26,8 @@ class RequestEnvelope:
     def encode(self) -> bytes:
         return two_part.encode(self.control.to_json_bytes(), self.body)
 
-    def decode_body(self) -> Any:
-        return self.control.codec.decode(self.body)
+    def decode_body(self, limits: DecodeLimits | None = None) -> Any:
+        return self.control.codec.decode(self.body, limits)
 
     def callhome(self) -> TcpStreamConnectionInfo:
         """Call-home details, checked the way a worker must before dialling."""

@@ -4,17 +4,65 @@ A worker advertises ``request_plane_codec`` in its instance record; the
 caller encodes the body with it and names it in the control message's
 ``payload_codec`` (absent means JSON, for legacy peers).  Response items use
 the same codec.  msgpack maps use string keys, as ``rmp_serde::to_vec_named``.
+
+Decoding a request body is bounded (:class:`DecodeLimits`): one byte of
+msgpack can become a 64-byte empty list or a 72-byte empty dict, so without
+limits 31 MiB of ``[{}, {}, ...]`` would take gigabytes.  Above a small size
+a body may hold at most one array or map per ``bytes_per_container`` bytes
+and no array or map longer than one element per ``bytes_per_element`` bytes;
+that keeps a decoded body within about 12 times its size (worst case: as
+many empty maps as allowed, each 72 bytes of Python object per 16 bytes
+received, plus 8-byte references to shared constants).  Nesting is bounded
+by msgpack's own stack limit and by the interpreter's recursion limit for
+JSON (both about 1000 levels), each reported as a malformed body.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
 from reference_impl.errors import MalformedMessage
+
+DECODE_CHECKED_ABOVE = 64 * 1024  # smaller bodies decode unchecked: at most ~72 x 64 KiB = 4.5 MiB
+DECODE_BYTES_PER_CONTAINER = 16  # a body of n bytes holds at most n/16 arrays and maps ...
+DECODE_BYTES_PER_ELEMENT = 2  # ... and no array or map longer than n/2 elements (pairs for maps)
+DECODE_MIN_ALLOWANCE = 4096  # containers and elements always allowed, whatever the body's size
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """How much a body may amplify when decoded (see the module docstring); the defaults are the worker's."""
+
+    checked_above: int = DECODE_CHECKED_ABOVE
+    bytes_per_container: int = DECODE_BYTES_PER_CONTAINER
+    bytes_per_element: int = DECODE_BYTES_PER_ELEMENT
+    min_allowance: int = DECODE_MIN_ALLOWANCE
+
+    def containers(self, size: int) -> int:
+        return max(size // self.bytes_per_container, self.min_allowance)
+
+    def elements(self, size: int) -> int:
+        return max(size // self.bytes_per_element, self.min_allowance)
+
+
+class _ContainerCounter:
+    """msgpack's ``list_hook``/``object_hook``: counts arrays and maps, fails past the limit."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def __call__(self, value: Any) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise ValueError("too many arrays and maps for the body's size")
+        return value
 
 
 class PayloadCodec(enum.Enum):
@@ -39,13 +87,38 @@ class PayloadCodec(enum.Enum):
             return dumps_compact(value)
         return msgpack.packb(value, use_bin_type=True)
 
-    def decode(self, raw: bytes) -> Any:
+    def decode(self, raw: bytes, limits: DecodeLimits | None = None) -> Any:
+        """The value ``raw`` encodes; with ``limits``, a body that would amplify past them is malformed."""
         try:
-            if self is PayloadCodec.JSON:
-                return json.loads(raw)
-            return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+            if limits is None or len(raw) <= limits.checked_above:
+                if self is PayloadCodec.JSON:
+                    return json.loads(raw)
+                return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+            return self._decode_bounded(raw, limits)
         except (ValueError, TypeError, RecursionError) as exc:  # msgpack errors subclass ValueError
             raise MalformedMessage(f"cannot decode {self.value} payload: {exc}") from exc
+
+    def _decode_bounded(self, raw: bytes, limits: DecodeLimits) -> Any:
+        size = len(raw)
+        if self is PayloadCodec.JSON:
+            # An upper bound found at C speed (brackets inside strings count too): json has no list hook.
+            if raw.count(b"[") + raw.count(b"{") > limits.containers(size):
+                raise ValueError(f"too many arrays and objects for a {size}-byte body")
+            return json.loads(raw)
+        elements = limits.elements(size)
+        counter = _ContainerCounter(limits.containers(size))
+        return msgpack.unpackb(
+            raw,
+            raw=False,
+            strict_map_key=False,
+            max_array_len=elements,
+            max_map_len=elements,
+            max_str_len=size,
+            max_bin_len=size,
+            max_ext_len=size,
+            list_hook=counter,
+            object_hook=counter,
+        )
 
 
 _BY_WIRE_NAME = {codec.value: codec for codec in PayloadCodec}

@@ -104,6 +104,13 @@ class RequestFrameDecoder:
     def max_message_size(self) -> int:
         return self._max
 
+    def pending_frame_size(self) -> int:
+        """Bytes the frame being received will occupy: its declared size once known, else what is buffered."""
+        if not self.buffered:
+            return 0
+        size, exact = self._declared_size()
+        return size if exact else self.buffered
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._error is not None:
             raise self._error

@@ -20,6 +20,11 @@ per small request).  What it keeps from a transport: writes buffered past
 what the kernel takes, write pressure above :data:`HIGH_WATER` bytes
 blocking the writer until the buffer drains below :data:`LOW_WATER`, EOF
 from the caller closing the connection once what is queued has been sent.
+
+A caller that stops reading blocks the handler, but not for ever: a writer
+that has waited ``write_timeout`` seconds for the buffer to drain (or a
+graceful close for its last bytes to leave) drops the connection with a
+logged reason, and the handler sees a :class:`TransportError`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_FIN_WAIT = 10.0
+DEFAULT_WRITE_TIMEOUT = 60.0  # WorkerConfig.callhome_write_timeout says why
 CORK_LIMIT = 64 * 1024
 HIGH_WATER = 64 * 1024  # bytes the kernel would not take yet: above this, send() waits (asyncio's default)
 LOW_WATER = HIGH_WATER // 4
@@ -54,9 +60,11 @@ class CallHomeConnection:
         codec: PayloadCodec,
         on_cancel: Callable[[str], None],
         *,
+        write_timeout: float | None = DEFAULT_WRITE_TIMEOUT,
         write_checksum: bool = False,
     ) -> None:
         self.stream = WorkerStream(subject, codec, write_checksum=write_checksum)
+        self._write_timeout = write_timeout
         self._on_cancel = on_cancel
         self._sock: socket.socket | None = sock
         self._fd = sock.fileno()
@@ -175,7 +183,23 @@ class CallHomeConnection:
         if len(self._backlog) > HIGH_WATER:
             waiter = self._loop.create_future()
             self._drain_waiters.append(waiter)
-            await waiter
+            if self._write_timeout is None:
+                await waiter
+                return
+            timer = self._loop.call_later(self._write_timeout, self._stalled)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+
+    def _stalled(self) -> None:
+        """The caller has not read for ``write_timeout`` seconds: drop the stream, saying why."""
+        if self._sock is None:
+            return
+        reason = f"caller read nothing of its response stream for {self._write_timeout}s"
+        log.warning("dropping call-home connection for %s: %s", self.stream.subject, reason)
+        self._error = TransportError(f"call-home connection dropped: {reason}")
+        self.abort()
 
     def _flush(self) -> None:
         """Send what is corked, in one piece (a no-op once flushed); queue what the kernel does not take."""
@@ -233,6 +257,8 @@ class CallHomeConnection:
         self._closing = True
         if not self._backlog:
             self._release()
+        elif self._write_timeout is not None:  # the last bytes must leave in time too
+            self._loop.call_later(self._write_timeout, self._stalled)
 
     def abort(self) -> None:
         """Drop whatever is queued and close now."""
@@ -250,6 +276,7 @@ async def dial_caller(
     on_cancel: Callable[[str], None],
     *,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    write_timeout: float | None = DEFAULT_WRITE_TIMEOUT,
     write_checksum: bool = False,
 ) -> CallHomeConnection:
     """Connect to the caller's listener and send the handshake.
@@ -269,7 +296,9 @@ async def dial_caller(
             async with asyncio.timeout(connect_timeout):  # armed only when there is something to wait for
                 await loop.sock_connect(sock, (host, port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        connection = CallHomeConnection(sock, subject, codec, on_cancel, write_checksum=write_checksum)
+        connection = CallHomeConnection(
+            sock, subject, codec, on_cancel, write_timeout=write_timeout, write_checksum=write_checksum
+        )
     except BaseException as exc:
         sock.close()
         if isinstance(exc, (TimeoutError, OSError)):

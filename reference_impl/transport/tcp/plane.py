@@ -8,13 +8,20 @@ from typing import Protocol
 from reference_impl.routing import parse_tcp_transport
 from reference_impl.transport.plane import Plane, RequestSink
 from reference_impl.transport.tcp.client import TcpRequestClient
-from reference_impl.transport.tcp.server import TcpRequestServer
+from reference_impl.transport.tcp.server import TcpRequestServer, TcpServerLimits
 
 
 class TcpWorkerSettings(Protocol):
     host: str
     port: int
     max_message_size: int
+    max_concurrency: int
+    tcp_buffer_budget: int
+    tcp_connection_buffer_limit: int
+    tcp_frame_read_timeout: float | None
+    tcp_idle_timeout: float | None
+    tcp_ack_write_timeout: float | None
+    tcp_max_inflight_per_connection: int | None
 
 
 class TcpCallerSettings(Protocol):
@@ -43,7 +50,16 @@ class TcpPlaneClient:
 
 
 def make_server(sink: RequestSink, settings: TcpWorkerSettings) -> TcpRequestServer:
-    return TcpRequestServer(sink, settings.host, settings.port, max_message_size=settings.max_message_size)
+    limits = TcpServerLimits(
+        max_message_size=settings.max_message_size,
+        buffer_budget=settings.tcp_buffer_budget,
+        connection_buffer_limit=settings.tcp_connection_buffer_limit,
+        frame_read_timeout=settings.tcp_frame_read_timeout,
+        idle_timeout=settings.tcp_idle_timeout,
+        ack_write_timeout=settings.tcp_ack_write_timeout,
+        max_inflight_per_connection=settings.tcp_max_inflight_per_connection or max(1, settings.max_concurrency // 2),
+    )
+    return TcpRequestServer(sink, settings.host, settings.port, limits=limits)
 
 
 TCP = Plane("tcp", "tcp", make_server, TcpPlaneClient)
