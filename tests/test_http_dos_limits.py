@@ -10,6 +10,7 @@ deadlines as the server's sweep sees them, and HTTP/1.1's framing checks.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import h2.config
@@ -19,6 +20,7 @@ import h2.settings
 import pytest
 from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
+from reference_impl.transport.http import server as server_module
 from reference_impl.transport.http.budgets import ByteBudget, Deadline, RateBudget
 from reference_impl.transport.http.http1_server import Http1ServerSession
 from reference_impl.transport.http.http2_server import PREFACE, Http2ServerSession
@@ -323,3 +325,38 @@ def test_h2_preface_without_settings_is_closed_at_the_header_timeout() -> None:
     assert driven.transport.closed
     goaways = [f for f in h2_frames(bytes(driven.transport.output)) if isinstance(f, GoAwayFrame)]
     assert goaways and b"SETTINGS" in goaways[-1].additional_data
+
+
+class PausingTransport(RecordingTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+async def test_a_long_read_is_worked_on_in_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its turn, a connection's read waits (socket not read) while the loop runs others."""
+    monkeypatch.setattr(server_module, "FEED_TURN_S", 0.0)  # every slice ends a turn
+    driven = Driven()
+    transport = PausingTransport()
+    driven.transport = transport
+    driven.connection = _HttpConnection(driven.server)
+    driven.connection.connection_made(transport)
+    requests = b"".join(
+        b"POST /v1/rpc/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\n" + bytes([65 + n % 26]) for n in range(400)
+    )
+    assert len(requests) > 4 * server_module.FEED_SLICE
+    driven.feed(requests)
+    first_turn = len(driven.sink.offers)
+    assert 0 < first_turn < 400 and not transport.reading
+    for _ in range(100):
+        if len(driven.sink.offers) == 400:
+            break
+        await asyncio.sleep(0)
+    assert len(driven.sink.offers) == 400 and transport.reading
+    assert bytes(transport.output).count(b"HTTP/1.1 202 ") == 400

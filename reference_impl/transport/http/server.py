@@ -127,17 +127,19 @@ class _HttpConnection(asyncio.Protocol):
         """Hand the backlog to the driver slice by slice, for about one turn; schedule the rest."""
         self._continuation = None
         started = time.perf_counter()
+        worked = False  # every turn hands over at least one slice
         while self._backlog_at < len(self._backlog):
             if self.session is None or self.transport is None or self.transport.is_closing():
                 self._backlog.clear()
                 return
-            if self._backlog_at and time.perf_counter() - started > FEED_TURN_S:
+            if worked and time.perf_counter() - started > FEED_TURN_S:
                 self._pause("backlog")
                 self._continuation = asyncio.get_running_loop().call_soon(self._work)
                 return
             piece = bytes(self._backlog[self._backlog_at : self._backlog_at + FEED_SLICE])
             self._backlog_at += len(piece)
             self.session.data_received(piece)
+            worked = True
         self._backlog.clear()
         self._backlog_at = 0
         self._resume("backlog")
