@@ -43,6 +43,7 @@ class RecordingTransport(asyncio.Transport):
         self.closed = False
         self.eof_written = False
         self.writes_after_close = 0
+        self.reading = True
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.eof_written:
@@ -72,10 +73,10 @@ class RecordingTransport(asyncio.Transport):
         return ("127.0.0.1", 40000) if name == "peername" else default
 
     def pause_reading(self) -> None:
-        pass
+        self.reading = False
 
     def resume_reading(self) -> None:
-        pass
+        self.reading = True
 
     def get_write_buffer_size(self) -> int:
         return 0
@@ -143,6 +144,7 @@ async def _drive(
         if transport.closed:
             break  # asyncio delivers nothing after close()
         connection.data_received(chunk)
+        await until_reading(transport)
         largest = max(largest, len(chunk))
         _check_bounds(connection, largest)
     if shutdown and not transport.closed:
@@ -150,6 +152,12 @@ async def _drive(
     if not transport.closed:
         connection.eof_received()
     connection.connection_lost(None)
+
+
+async def until_reading(transport: RecordingTransport) -> None:
+    """As asyncio does, deliver nothing more while the connection has paused reading (it works in turns)."""
+    while not transport.reading and not transport.closed:
+        await asyncio.sleep(0)
 
 
 def _check_bounds(connection: _HttpConnection, largest_chunk: int) -> None:
