@@ -34,6 +34,7 @@ from reference_impl.protocol.payload_codec import DecodeLimits, PayloadCodec
 from reference_impl.routing import NAME_PATTERN, EndpointId, parse_callhome_address
 from reference_impl.transport.byte_budget import trim_heap_soon
 from reference_impl.transport.callhome.client import CallHomeConnection, dial_caller
+from reference_impl.transport.http import limits as http_limits
 from reference_impl.transport.plane import Advertisement, PlaneServer
 from reference_impl.wire.request_frame import DEFAULT_MAX_REQUEST_SIZE
 
@@ -130,6 +131,50 @@ class WorkerConfig:
     # Dynamo's HTTP plane: axum's default body limit
     http_body_limit: int = field(
         default=2 * 1024 * 1024, metadata=_S("RP_HTTP_BODY_LIMIT", cfg.parse_int, cfg.positive)
+    )
+    # HTTP plane denial-of-service limits (defaults and reasons: reference_impl/transport/http/limits.py)
+    http_header_timeout: float | None = field(
+        default=http_limits.DEFAULT_HEADER_TIMEOUT,
+        metadata=_S("RP_HTTP_HEADER_TIMEOUT", cfg.parse_seconds_or_off, cfg.optional(cfg.positive)),
+    )
+    http_body_timeout: float | None = field(
+        default=http_limits.DEFAULT_BODY_TIMEOUT,
+        metadata=_S("RP_HTTP_BODY_TIMEOUT", cfg.parse_seconds_or_off, cfg.optional(cfg.positive)),
+    )
+    http_send_timeout: float | None = field(
+        default=http_limits.DEFAULT_SEND_TIMEOUT,
+        metadata=_S("RP_HTTP_SEND_TIMEOUT", cfg.parse_seconds_or_off, cfg.optional(cfg.positive)),
+    )
+    http_idle_timeout: float | None = field(
+        default=http_limits.DEFAULT_IDLE_TIMEOUT,
+        metadata=_S("RP_HTTP_IDLE_TIMEOUT", cfg.parse_seconds_or_off, cfg.optional(cfg.positive)),
+    )
+    http_body_budget: int | None = field(
+        default=http_limits.DEFAULT_BODY_BUDGET,
+        metadata=_S("RP_HTTP_BODY_BUDGET", cfg.parse_size_or_unlimited, cfg.optional(cfg.positive)),
+    )
+    http_h2_connection_body_budget: int = field(
+        default=http_limits.DEFAULT_H2_CONNECTION_BODY_BUDGET,
+        metadata=_S("RP_HTTP_H2_CONNECTION_BODY_BUDGET", cfg.parse_int, cfg.positive),
+    )
+    http_h2_reset_burst: int = field(
+        default=http_limits.DEFAULT_H2_RESET_BURST, metadata=_S("RP_HTTP_H2_RESET_BURST", cfg.parse_int, cfg.positive)
+    )
+    http_h2_reset_rate: float = field(
+        default=http_limits.DEFAULT_H2_RESET_RATE,
+        metadata=_S("RP_HTTP_H2_RESET_RATE", cfg.parse_seconds, cfg.non_negative),
+    )
+    http_h2_control_burst: int = field(
+        default=http_limits.DEFAULT_H2_CONTROL_BURST,
+        metadata=_S("RP_HTTP_H2_CONTROL_BURST", cfg.parse_int, cfg.positive),
+    )
+    http_h2_control_rate: float = field(
+        default=http_limits.DEFAULT_H2_CONTROL_RATE,
+        metadata=_S("RP_HTTP_H2_CONTROL_RATE", cfg.parse_seconds, cfg.non_negative),
+    )
+    http_max_body_chunks: int = field(
+        default=http_limits.DEFAULT_MAX_BODY_CHUNKS,
+        metadata=_S("RP_HTTP_MAX_BODY_CHUNKS", cfg.parse_int, cfg.positive),
     )
 
     def __post_init__(self) -> None:

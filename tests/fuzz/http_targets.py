@@ -43,6 +43,7 @@ class RecordingTransport(asyncio.Transport):
         self.closed = False
         self.eof_written = False
         self.writes_after_close = 0
+        self.reading = True
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.eof_written:
@@ -72,10 +73,10 @@ class RecordingTransport(asyncio.Transport):
         return ("127.0.0.1", 40000) if name == "peername" else default
 
     def pause_reading(self) -> None:
-        pass
+        self.reading = False
 
     def resume_reading(self) -> None:
-        pass
+        self.reading = True
 
     def get_write_buffer_size(self) -> int:
         return 0
@@ -143,6 +144,7 @@ async def _drive(
         if transport.closed:
             break  # asyncio delivers nothing after close()
         connection.data_received(chunk)
+        await until_reading(transport)
         largest = max(largest, len(chunk))
         _check_bounds(connection, largest)
     if shutdown and not transport.closed:
@@ -152,18 +154,24 @@ async def _drive(
     connection.connection_lost(None)
 
 
+async def until_reading(transport: RecordingTransport) -> None:
+    """As asyncio does, deliver nothing more while the connection has paused reading (it works in turns)."""
+    while not transport.reading and not transport.closed:
+        await asyncio.sleep(0)
+
+
 def _check_bounds(connection: _HttpConnection, largest_chunk: int) -> None:
     """h11 checks its header limit when it needs more data, so it may hold one read beyond it."""
     server = connection.server
     session = connection.session
     if isinstance(session, Http1ServerSession):
-        held = sum(map(len, session.chunks))
+        held = len(session.body)
         require(held <= server.body_limit, f"HTTP/1.1 holds {held} body bytes, limit {server.body_limit}")
         unparsed = len(session.h11.trailing_data[0])
         require(unparsed <= server.max_header_size + largest_chunk, f"h11 holds {unparsed} unparsed bytes")
     elif isinstance(session, Http2ServerSession):
         for stream_id, stream in session.streams.items():
-            held = sum(map(len, stream.chunks))
+            held = len(stream.body)
             require(held <= server.body_limit, f"stream {stream_id} holds {held} body bytes")
         open_streams = len(session.streams)
         require(open_streams <= server.h2_max_concurrent_streams, f"{open_streams} streams held")

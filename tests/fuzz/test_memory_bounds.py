@@ -23,7 +23,14 @@ from reference_impl.transport.http.server import HttpRequestServer, _HttpConnect
 from reference_impl.wire import two_part
 from reference_impl.wire.request_frame import RequestFrameDecoder, encode_request
 from reference_impl.wire.two_part import TwoPartDecoder
-from tests.fuzz.http_targets import ENDPOINT, RecordingSink, RecordingTransport, check_http2, event_loop
+from tests.fuzz.http_targets import (
+    ENDPOINT,
+    RecordingSink,
+    RecordingTransport,
+    check_http2,
+    event_loop,
+    until_reading,
+)
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -135,6 +142,7 @@ def drive(session_input: Iterator[bytes], body_limit: int) -> tuple[HttpRequestS
             if transport.closed:
                 break
             connection.data_received(chunk)
+            await until_reading(transport)
         connection.eof_received()
 
     peak = peak_while(lambda: event_loop().run_until_complete(feed()))

@@ -10,16 +10,30 @@ read and drop; a malformed request gets a 400 and a close.  A
 close after an answer is a lingering one (write side first, input drained
 for a moment) so the peer can read the answer before its unread body turns
 the close into a reset.
+
+Denial of service and smuggling (limits in ``limits.HttpGuards``): a request
+head must be complete within the header timeout of its first byte (of the
+accept, for the first request), a body may not go silent for longer than the
+body timeout, and a keep-alive connection with nothing in flight is closed
+after the idle timeout; bodies are gathered in one ``bytearray`` and count
+against the server-wide body budget; a chunked body of too many chunks is
+refused; ``Content-Length`` with ``Transfer-Encoding`` and bare-LF line
+endings in a head are rejected with 400 and a close (RFC 9112 §6.1, §2.2),
+which h11 alone would accept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import h11
 
+from reference_impl.transport.http.budgets import ByteBudget, Deadline
 from reference_impl.transport.http.routing import (
+    BODY_BUDGET_EXHAUSTED,
+    BODY_TIMEOUT,
     TOO_LARGE,
     Admit,
     HttpAnswer,
@@ -36,6 +50,8 @@ from reference_impl.transport.http.routing import (
 log = logging.getLogger(__name__)
 
 LINGER_SECONDS = 2.0
+HEAD_TIMEOUT = "request head not received in time"
+TOO_MANY_CHUNKS = "too many chunks in a chunked body"
 
 
 class Http1ServerSession:
@@ -46,8 +62,11 @@ class Http1ServerSession:
         report_wire_error: ReportWireError,
         transport: asyncio.Transport,
         peer: str,
+        body_budget: ByteBudget | None = None,
     ) -> None:
         self.limits = limits
+        self.guards = limits.guards
+        self.body_budget = body_budget if body_budget is not None else ByteBudget(self.guards.body_budget)
         self.admit = admit
         self.report_wire_error = report_wire_error
         self.transport = transport
@@ -55,17 +74,29 @@ class Http1ServerSession:
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_size)
         self.endpoint: str | None = None  # set while collecting the body of a routed request
         self.headers: dict[str, str] = {}
-        self.chunks: list[bytes] = []
-        self.size = 0
+        self.body = bytearray()
+        self.chunk_count = 0
         self.in_request = False  # a request has started and is not yet answered
         self.draining = False  # answered and closing: input is read and dropped
         self.stopping = False  # server shutdown: close after the current answer
+        self.awaiting_head = True  # between requests: the next bytes start a request head
+        self.head_scanned = False  # the pending head was checked for bare LF
+        self.head_deadline = Deadline()  # armed by the first byte of a head (here: the accept, just before)
+        self.body_deadline = Deadline()
+        self.idle_deadline = Deadline()
+        self.head_deadline.arm(time.monotonic(), self.guards.header_timeout)
 
     # -- inbound ----------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         if self.draining:
             return
+        now = time.monotonic()
+        if self.awaiting_head and self.head_deadline.at is None:
+            self.head_deadline.arm(now, self.guards.header_timeout)
+        self.idle_deadline.clear()
+        if self.endpoint is not None:
+            self.body_deadline.arm(now, self.guards.body_timeout)
         self.h11.receive_data(data)
         self._process()
 
@@ -78,6 +109,8 @@ class Http1ServerSession:
 
     def _process(self) -> None:
         while not self.draining:
+            if self.awaiting_head and not self._head_is_clean():
+                return
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as exc:
@@ -91,15 +124,34 @@ class Http1ServerSession:
             elif isinstance(event, h11.Request):
                 self._on_request(event)
             elif isinstance(event, h11.Data):
-                self._on_data(event.data)
+                self._on_data(event)
             elif isinstance(event, h11.EndOfMessage):
                 self._on_end()
             elif isinstance(event, h11.ConnectionClosed):
                 self.transport.close()
                 return
 
+    def _head_is_clean(self) -> bool:
+        """Reject a head with bare-LF line endings (h11 takes them), looking only at the head's bytes."""
+        if self.head_scanned:
+            return True
+        pending = _unparsed(self.h11)
+        end = pending.find(b"\r\n\r\n")
+        head = pending if end < 0 else pending[: end + 4]
+        if head.count(b"\n") != head.count(b"\r\n"):  # a "\r" still waiting for its "\n" is no bare LF
+            self._reject(400, "bare LF line ending in the request head (CRLF required)")
+            return False
+        if end >= 0:
+            self.head_scanned = True
+        return True
+
     def _on_request(self, request: h11.Request) -> None:
         self.in_request = True
+        self.awaiting_head = False
+        self.head_deadline.clear()
+        if _header(request, b"content-length") is not None and _header(request, b"transfer-encoding") is not None:
+            self._reject(400, "both Content-Length and Transfer-Encoding (RFC 9112 section 6.1)")
+            return
         decision = route(request.method, request.target, self.limits.root)
         if isinstance(decision, HttpAnswer):
             self._answer_early(decision, request)
@@ -108,38 +160,64 @@ class Http1ServerSession:
         if length is not None and length > self.limits.body_limit:
             self._answer_early(TOO_LARGE, request)
             return
+        self._drop_body()
         self.endpoint = decision.endpoint
         self.headers = sink_headers(request.headers)
-        self.chunks.clear()
-        self.size = 0
+        self.body_deadline.arm(time.monotonic(), self.guards.body_timeout)
         if self.h11.they_are_waiting_for_100_continue:
             self._write(self.h11.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")))
 
-    def _on_data(self, data: bytes) -> None:
+    def _on_data(self, event: h11.Data) -> None:
         if self.endpoint is None:
             return
-        self.size += len(data)
-        if self.size > self.limits.body_limit:
-            self.chunks.clear()
-            self.endpoint = None
+        data = event.data
+        if event.chunk_start:
+            self.chunk_count += 1
+            if self.chunk_count > self.guards.max_body_chunks:
+                self._drop_body()
+                self._answer(text_answer(413, f"Bad request: {TOO_MANY_CHUNKS}"), close=True)
+                return
+        if len(self.body) + len(data) > self.limits.body_limit:
+            self._drop_body()
             self._answer(TOO_LARGE, close=True)
             return
-        self.chunks.append(data)
+        if not self.body_budget.fits(len(data)):
+            self._drop_body()
+            self._answer(BODY_BUDGET_EXHAUSTED, close=True)
+            return
+        self.body += data
+        self.body_budget.take(len(data))
+
+    def _drop_body(self) -> None:
+        """Stop collecting (or hand over) the body: its bytes leave the server's budget."""
+        self.endpoint = None
+        self.body_deadline.clear()
+        self.chunk_count = 0
+        if self.body:
+            self.body_budget.release(len(self.body))
+            self.body = bytearray()
 
     def _on_end(self) -> None:
         if self.endpoint is None:
             return  # answered already
-        endpoint, self.endpoint = self.endpoint, None
-        body = b"".join(self.chunks)
-        self.chunks.clear()
+        endpoint = self.endpoint
+        body = bytes(self.body)
+        self._drop_body()
         self._answer(self.admit(endpoint, body, self.headers), close=self.stopping)
 
     def _next_cycle(self) -> bool:
         """Both sides finished a request: get ready for the next one on this connection."""
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             self.h11.start_next_cycle()
+            self._await_head()
             return True
         return False
+
+    def _await_head(self) -> None:
+        self.awaiting_head = True
+        self.head_scanned = False
+        self.head_deadline.clear()
+        self.idle_deadline.arm(time.monotonic(), self.guards.idle_timeout)
 
     # -- answering ----------------------------------------------------------------------
 
@@ -152,7 +230,7 @@ class Http1ServerSession:
         """
         length = declared_length(_header(request, b"content-length")) or 0
         chunked = _header(request, b"transfer-encoding") is not None
-        self.endpoint = None
+        self._drop_body()
         self._answer(answer, close=chunked or length > self.limits.body_limit or self.stopping)
 
     def _answer(self, answer: HttpAnswer, *, close: bool) -> None:
@@ -170,12 +248,17 @@ class Http1ServerSession:
         self.in_request = False
         if self.h11.our_state is h11.MUST_CLOSE:
             self._linger_close()
+        else:
+            self._next_cycle()  # now, not when the next bytes come: the idle deadline runs from here
 
     def _reject_malformed(self, exc: h11.RemoteProtocolError) -> None:
-        reason = str(exc) or "malformed request"
+        self._reject(exc.error_status_hint, str(exc) or "malformed request")
+
+    def _reject(self, status: int, reason: str) -> None:
+        """A request that cannot be served on this connection: an answer naming why, then a close."""
+        self._drop_body()
         self.report_wire_error(f"HTTP/1.1 from {self.peer}: {reason}")
         log.warning("closing HTTP/1.1 connection from %s: %s", self.peer, reason)
-        status = exc.error_status_hint
         answer = bad_request(reason) if status == 400 else text_answer(status, reason)
         # h11 will not write after a peer error in every state: the answer is formatted by hand.
         head = [
@@ -210,12 +293,36 @@ class Http1ServerSession:
     def idle(self) -> bool:
         return not self.in_request
 
+    def check_deadlines(self, now: float) -> None:
+        """Called by the server's sweep: a head or body too slow, or a keep-alive idle too long, ends here."""
+        if self.draining:
+            return
+        if self.head_deadline.expired(now):
+            self._reject(408, HEAD_TIMEOUT)
+        elif self.body_deadline.expired(now) and self.endpoint is not None:
+            self._drop_body()
+            self._answer(BODY_TIMEOUT, close=True)
+        elif self.idle_deadline.expired(now) and self.idle:
+            self.draining = True
+            self.transport.close()
+
+    def connection_lost(self) -> None:
+        self._drop_body()
+
     def shutdown(self) -> None:
         """Graceful: close now if between requests, else right after the current answer."""
         self.stopping = True
         if self.idle and not self.draining:
             self.draining = True
             self.transport.close()
+
+
+def _unparsed(connection: h11.Connection) -> bytes:
+    """The bytes h11 holds but has not parsed (its public ``trailing_data`` copies them all)."""
+    buffer = getattr(getattr(connection, "_receive_buffer", None), "_data", None)
+    if isinstance(buffer, bytearray):
+        return bytes(buffer[:65536])
+    return connection.trailing_data[0][:65536]
 
 
 def _header(request: h11.Request, name: bytes) -> bytes | None:

@@ -1,18 +1,28 @@
 """HTTP/2 (h2c, prior knowledge) on the worker's HTTP request plane.
 
 One ``Http2ServerSession`` drives hyper-h2 for one connection.  Each stream
-is one request: its body is collected under the size limit (DATA is
-acknowledged as it arrives, so the peer's window reopens), then offered to
-the sink and answered.  Per-stream trouble (too large, early answers) ends
-only that stream; a protocol error ends the connection with a GOAWAY naming
-the reason.  GOAWAY frames bypass h2 (see ``http2_goaway``) so that a
-graceful shutdown, ours or the peer's, lets the streams in flight finish.
+is one request: its body is collected under the size limit, then offered to
+the sink and answered.  Per-stream trouble (too large, early answers, a
+stream past MAX_CONCURRENT_STREAMS, which is refused alone) ends only that
+stream; a protocol error ends the connection with a GOAWAY naming the
+reason.  GOAWAY frames bypass h2 (see ``http2_goaway``) so that a graceful
+shutdown, ours or the peer's, lets the streams in flight finish.
+
+Denial of service (limits in ``limits.HttpGuards``): bodies count against a
+per-connection and a server-wide byte budget before they are buffered; DATA
+is acknowledged (the peer's window reopened) only while the connection is
+within its budget, otherwise only as buffered bodies are consumed or
+dropped; a stream whose body stalls, or whose answer waits for window, past
+its deadline is answered 408 or reset; streams reset by the peer and control
+frames (PING, SETTINGS, PRIORITY, empty DATA) spend rate budgets, and a
+connection that overspends gets GOAWAY ENHANCE_YOUR_CALM and is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,9 +32,13 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from hyperframe.frame import Frame, HeadersFrame
 
-from reference_impl.transport.http.http2_goaway import NO_ERROR, Goaway, GoawayFilter, encode_goaway
+from reference_impl.transport.http.budgets import ByteBudget, Deadline, RateBudget
+from reference_impl.transport.http.http2_goaway import NO_ERROR, PROTOCOL_ERROR, Goaway, GoawayFilter, encode_goaway
 from reference_impl.transport.http.routing import (
+    BODY_BUDGET_EXHAUSTED,
+    BODY_TIMEOUT,
     TOO_LARGE,
     Admit,
     HttpAnswer,
@@ -40,6 +54,43 @@ log = logging.getLogger(__name__)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DEFAULT_WINDOW = 65_535
+ENHANCE_YOUR_CALM = int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+READ_SLICE = 16_384  # bytes handed to h2 at a time (one default-size DATA frame, ~1000 PINGs)
+
+# Events that cost the server work (and, for PING and SETTINGS, an answer) but carry no request.
+_CONTROL_EVENTS = (
+    h2.events.PingReceived,
+    h2.events.PingAckReceived,
+    h2.events.RemoteSettingsChanged,
+    h2.events.SettingsAcknowledged,
+    h2.events.PriorityUpdated,
+    h2.events.UnknownFrameReceived,
+)
+
+
+class _RefusingH2Connection(h2.connection.H2Connection):
+    """hyper-h2, except that a stream past MAX_CONCURRENT_STREAMS does not fail the connection.
+
+    h2 raises ``TooManyStreamsError`` (a connection error) for it; RFC 9113
+    §5.1.2 lets a server refuse just that stream, as hyper does.  h2 is told no
+    stream is open (so it lets the stream in) and each new stream over the
+    limit is noted in ``over_limit``; the session refuses those with
+    REFUSED_STREAM once h2 has read them (their headers still go through
+    HPACK, which must see every block).
+    """
+
+    max_inbound_streams = 2**31
+    over_limit: set[int]
+
+    @property
+    def open_inbound_streams(self) -> int:
+        return 0  # the limit is applied in _receive_headers_frame below, per stream
+
+    def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list[Frame], list[h2.events.Event]]:
+        # h2's own count (it also forgets closed streams), taken before this stream exists.
+        if frame.stream_id not in self.streams and super().open_inbound_streams >= self.max_inbound_streams:
+            self.over_limit.add(frame.stream_id)
+        return super()._receive_headers_frame(frame)
 
 
 @dataclass(slots=True)
@@ -48,10 +99,12 @@ class _Stream:
 
     endpoint: str | None  # None once answered early: further DATA is discarded
     headers: dict[str, str]
-    chunks: list[bytes] = field(default_factory=list)
-    size: int = 0
+    body: bytearray = field(default_factory=bytearray)
     receiving: bool = True  # the peer has not ended its side
     unsent: bytes = b""  # answer body waiting for flow-control window
+    owed: int = 0  # flow-controlled bytes received and buffered but not yet acknowledged
+    body_deadline: Deadline = field(default_factory=Deadline)  # next DATA due
+    send_deadline: Deadline = field(default_factory=Deadline)  # window for the answer due
 
 
 class Http2ServerSession:
@@ -62,14 +115,24 @@ class Http2ServerSession:
         report_wire_error: ReportWireError,
         transport: asyncio.Transport,
         peer: str,
+        body_budget: ByteBudget | None = None,
     ) -> None:
         self.limits = limits
+        guards = limits.guards
+        self.guards = guards
+        self.body_budget = body_budget if body_budget is not None else ByteBudget(guards.body_budget)
+        # Never below the body limit: one request at the limit must always be able to complete.
+        self.connection_budget = ByteBudget(max(guards.h2_connection_body_budget, limits.body_limit))
+        self.reset_budget = RateBudget(guards.h2_reset_burst, guards.h2_reset_rate)
+        self.control_budget = RateBudget(guards.h2_control_burst, guards.h2_control_rate)
         self.admit = admit
         self.report_wire_error = report_wire_error
         self.transport = transport
         self.peer = peer
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
-        self.h2 = h2.connection.H2Connection(config=config)
+        self.h2 = _RefusingH2Connection(config=config)
+        self.h2.max_inbound_streams = limits.h2_max_concurrent_streams
+        self.h2.over_limit = set()
         self.h2.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -87,6 +150,11 @@ class Http2ServerSession:
         self.goaway_sent: int | None = None  # last_stream_id of our GOAWAY
         self.peer_goaway: Goaway | None = None
         self.closed = False
+        self.settings_received = False
+        self.settings_deadline = Deadline()  # the peer's SETTINGS (the rest of its preface) are due
+        self.settings_deadline.arm(time.monotonic(), guards.header_timeout)
+        self.idle_deadline = Deadline()
+        self._owing: dict[int, None] = {}  # streams with DATA not yet acknowledged, oldest first
         self._handlers: dict[type[h2.events.Event], Callable[..., None]] = {
             h2.events.RequestReceived: self._on_request,
             h2.events.DataReceived: self._on_data,
@@ -107,23 +175,34 @@ class Http2ServerSession:
                 if isinstance(part, Goaway):
                     self._on_peer_goaway(part)
                     continue
-                events = self.h2.receive_data(part)
-                # A stream reset while h2 read this part (by the peer, or by h2 for a stream error such as
-                # DATA after END_STREAM) is closed before its events are handled: never offer or answer it.
-                gone = {event.stream_id for event in events if isinstance(event, h2.events.StreamReset)}
-                for stream_id in gone:
-                    self.streams.pop(stream_id, None)
-                for event in events:
-                    if isinstance(event, h2.events.RequestReceived) and event.stream_id in gone:
-                        continue
-                    handler = self._handlers.get(type(event))
-                    if handler is not None:
-                        handler(event)
-                self._flush()  # answers go out before a later part can fail the connection
+                # h2 handles a whole read at once; in slices, the rate budgets are checked every few hundred
+                # frames, so a flood is stopped before one read (256 KiB of tiny frames) stalls the loop.
+                for start in range(0, len(part), READ_SLICE):
+                    self._receive(part[start : start + READ_SLICE])
+                    if self.closed:
+                        return
         except h2.exceptions.ProtocolError as exc:
             self._fail(exc)
             return
         self._close_if_done()
+
+    def _receive(self, part: bytes) -> None:
+        events = self.h2.receive_data(part)
+        if not self._within_rate_budgets(events):
+            return
+        # A stream reset while h2 read this part (by the peer, or by h2 for a stream error such as
+        # DATA after END_STREAM) is closed before its events are handled: never offer or answer it.
+        gone = {event.stream_id for event in events if isinstance(event, h2.events.StreamReset)}
+        for stream_id in gone:
+            self._forget(stream_id)
+            self.h2.over_limit.discard(stream_id)
+        for event in events:
+            if isinstance(event, h2.events.RequestReceived) and event.stream_id in gone:
+                continue
+            handler = self._handlers.get(type(event))
+            if handler is not None:
+                handler(event)
+        self._flush()  # answers go out before a later part can fail the connection
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
@@ -131,6 +210,14 @@ class Http2ServerSession:
         if self.goaway_sent is not None and stream_id > self.goaway_sent:
             self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
+        if stream_id in self.h2.over_limit:
+            self.h2.over_limit.discard(stream_id)
+            # Past the advertised limit: refuse this stream alone; refusals spend the reset budget.
+            self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            if not self.reset_budget.spend():
+                self._calm("too many streams refused past MAX_CONCURRENT_STREAMS")
+            return
+        self.idle_deadline.clear()
         pseudo: dict[bytes, bytes] = {}
         for name, value in event.headers or ():
             if name.startswith(b":") or name == b"content-length":
@@ -150,23 +237,75 @@ class Http2ServerSession:
         stream.endpoint = decision.endpoint
         if not stream.receiving:
             self._offer(stream_id, stream)
+        else:
+            stream.body_deadline.arm(time.monotonic(), self.guards.body_timeout)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         stream_id = event.stream_id
-        self.h2.acknowledge_received_data(event.flow_controlled_length, stream_id)
+        length = event.flow_controlled_length
         stream = self.streams.get(stream_id)
-        if stream is None:
-            return
-        if event.stream_ended is not None:
+        if stream is not None and event.stream_ended is not None:
             stream.receiving = False  # h2 has closed its side already; StreamEnded follows
-        if stream.endpoint is None:
+        if stream is None or stream.endpoint is None:
+            self.h2.acknowledge_received_data(length, stream_id)  # nothing kept: the window reopens at once
             return
-        stream.chunks.append(event.data)
-        stream.size += len(event.data)
-        if stream.size > self.limits.body_limit:
-            stream.chunks.clear()
-            stream.endpoint = None
+        data = event.data
+        if not data and not event.stream_ended and not self.control_budget.spend():
+            self._calm("too many empty DATA frames")
+            return
+        if len(stream.body) + len(data) > self.limits.body_limit:
+            self._drop_body(stream_id, stream)
+            self.h2.acknowledge_received_data(length, stream_id)
             self._answer(stream_id, stream, TOO_LARGE)
+            return
+        if not self.body_budget.fits(len(data)):
+            # The server as a whole holds all the request bodies it may: refuse this one, do not buffer.
+            self._drop_body(stream_id, stream)
+            self.h2.acknowledge_received_data(length, stream_id)
+            self._answer(stream_id, stream, BODY_BUDGET_EXHAUSTED)
+            return
+        stream.body += data
+        self.connection_budget.take(len(data))
+        self.body_budget.take(len(data))
+        stream.owed += length
+        self._owing[stream_id] = None
+        stream.body_deadline.arm(time.monotonic(), self.guards.body_timeout)
+        self._pay_owed()
+
+    def _pay_owed(self) -> None:
+        """Reopen the peer's windows for buffered DATA while this connection and the server are within budget."""
+        while self._owing and not (self.connection_budget.exhausted or self.body_budget.exhausted):
+            stream_id = next(iter(self._owing))
+            del self._owing[stream_id]
+            stream = self.streams.get(stream_id)
+            if stream is not None and stream.owed:
+                owed, stream.owed = stream.owed, 0
+                self.h2.acknowledge_received_data(owed, stream_id)
+
+    def _drop_body(self, stream_id: int, stream: _Stream) -> None:
+        """Stop collecting a stream's body: release its bytes and hand back the window they held."""
+        stream.endpoint = None
+        stream.body_deadline.clear()
+        if stream.body:
+            self.connection_budget.release(len(stream.body))
+            self.body_budget.release(len(stream.body))
+            stream.body = bytearray()
+        if stream.owed:
+            owed, stream.owed = stream.owed, 0
+            self.h2.acknowledge_received_data(owed, stream_id)
+
+    def _forget(self, stream_id: int) -> None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            self._release(stream)
+
+    def _release(self, stream: _Stream) -> None:
+        """A stream gone from h2 (reset, connection closing): release its bytes; its window no longer matters."""
+        if stream.body:
+            self.connection_budget.release(len(stream.body))
+            self.body_budget.release(len(stream.body))
+            stream.body = bytearray()
+        stream.endpoint = None
 
     def _on_stream_ended(self, event: h2.events.StreamEnded) -> None:
         stream = self.streams.get(event.stream_id)
@@ -178,7 +317,8 @@ class Http2ServerSession:
 
     def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
         # The peer abandoned this request: drop its partial body and any answer still queued.
-        self.streams.pop(event.stream_id, None)
+        self._forget(event.stream_id)
+        self._pay_owed()
 
     def _on_window(self, event: h2.events.Event) -> None:
         for stream_id, stream in list(self.streams.items()):
@@ -200,11 +340,12 @@ class Http2ServerSession:
 
     def _offer(self, stream_id: int, stream: _Stream) -> None:
         assert stream.endpoint is not None
-        body = b"".join(stream.chunks)
-        stream.chunks.clear()
-        answer = self.admit(stream.endpoint, body, stream.headers)
-        stream.endpoint = None
+        endpoint = stream.endpoint
+        body = bytes(stream.body)
+        self._drop_body(stream_id, stream)  # consumed: its bytes are the sink's now, its window reopens
+        answer = self.admit(endpoint, body, stream.headers)
         self._answer(stream_id, stream, answer)
+        self._pay_owed()
 
     def _answer(self, stream_id: int, stream: _Stream, answer: HttpAnswer) -> None:
         stream.endpoint = None
@@ -224,11 +365,16 @@ class Http2ServerSession:
     def _send_body(self, stream_id: int, stream: _Stream) -> None:
         window = min(self.h2.local_flow_control_window(stream_id), self.h2.max_outbound_frame_size)
         if window <= 0:
+            if stream.send_deadline.at is None:  # parked: the peer has until the deadline to open its window
+                stream.send_deadline.arm(time.monotonic(), self.guards.send_timeout)
             return
+        stream.send_deadline.clear()
         chunk, stream.unsent = stream.unsent[:window], stream.unsent[window:]
         self.h2.send_data(stream_id, chunk, end_stream=not stream.unsent)
         if not stream.unsent:
             self._answered(stream_id, stream)
+        else:
+            stream.send_deadline.arm(time.monotonic(), self.guards.send_timeout)
 
     def _answered(self, stream_id: int, stream: _Stream) -> None:
         """The answer is complete; stop a body we will never read (RFC 9113 §8.1, NO_ERROR)."""
@@ -238,12 +384,84 @@ class Http2ServerSession:
             except h2.exceptions.StreamClosedError:
                 pass  # the peer's END_STREAM is later in the part h2 just read: nothing is left to stop
         del self.streams[stream_id]
+        self._release(stream)
 
     # -- connection life ------------------------------------------------------------------
 
     @property
     def idle(self) -> bool:
         return not self.streams
+
+    # -- deadlines and budgets --------------------------------------------------------------
+
+    def _within_rate_budgets(self, events: list[h2.events.Event]) -> bool:
+        """Spend the reset and control-frame budgets on what the peer just sent; False once it is calmed."""
+        resets = sum(1 for e in events if isinstance(e, h2.events.StreamReset) and e.remote_reset)
+        controls = sum(1 for e in events if isinstance(e, _CONTROL_EVENTS))
+        if not self.settings_received and any(isinstance(e, h2.events.RemoteSettingsChanged) for e in events):
+            self.settings_received = True
+            self.settings_deadline.clear()
+        if resets and not self.reset_budget.spend(resets):
+            self._calm(f"too many streams reset (budget {self.guards.h2_reset_burst}, {self.guards.h2_reset_rate}/s)")
+            return False
+        if controls and not self.control_budget.spend(controls):
+            self._calm(
+                f"too many control frames (budget {self.guards.h2_control_burst}, {self.guards.h2_control_rate}/s)"
+            )
+            return False
+        return True
+
+    def check_deadlines(self, now: float) -> None:
+        """Called by the server's sweep: end streams past their deadlines, close an idle connection."""
+        if self.closed:
+            return
+        if self.settings_deadline.expired(now):
+            self._fail_slow("sent no SETTINGS after its preface in time")
+            return
+        for stream_id, stream in list(self.streams.items()):
+            if stream.body_deadline.expired(now) and stream.endpoint is not None:
+                self._drop_body(stream_id, stream)
+                self._answer(stream_id, stream, BODY_TIMEOUT)
+            elif stream.send_deadline.expired(now):
+                # The peer keeps its window shut: give up on this answer.
+                self.streams.pop(stream_id, None)
+                self._release(stream)
+                try:
+                    self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+                except h2.exceptions.StreamClosedError:
+                    pass
+        self._pay_owed()  # other connections may have released server-wide budget
+        if self.streams:
+            self.idle_deadline.clear()
+        elif self.idle_deadline.at is None:
+            self.idle_deadline.arm(now, self.guards.idle_timeout)
+        elif self.idle_deadline.expired(now):
+            self.shutdown()
+            return
+        self._flush()
+        self._close_if_done()
+
+    def _fail_slow(self, reason: str) -> None:
+        log.info("closing HTTP/2 connection from %s: it %s", self.peer, reason)
+        self.transport.write(encode_goaway(self.highest_stream_id, PROTOCOL_ERROR, reason.encode()))
+        self._drop_all()
+        self.closed = True
+        self.transport.close()
+
+    def _calm(self, reason: str) -> None:
+        """GOAWAY ENHANCE_YOUR_CALM naming the reason, and close (hyper, nghttp2 and Go do the same)."""
+        self.report_wire_error(f"HTTP/2 from {self.peer}: {reason}")
+        log.warning("closing HTTP/2 connection from %s: %s", self.peer, reason)
+        self.h2.clear_outbound_data_buffer()  # queued PING/SETTINGS acks are not owed to this peer any more
+        self.transport.write(encode_goaway(self.highest_stream_id, ENHANCE_YOUR_CALM, reason.encode()[:512]))
+        self._drop_all()
+        self.closed = True
+        self.transport.close()
+
+    def _drop_all(self) -> None:
+        for stream in self.streams.values():
+            self._release(stream)
+        self.streams.clear()
 
     def shutdown(self) -> None:
         """Graceful: GOAWAY naming the last stream we will serve; close once those are answered."""
@@ -270,12 +488,17 @@ class Http2ServerSession:
         self.h2.clear_outbound_data_buffer()  # h2 queued a GOAWAY without the reason: ours replaces it
         error_code = int(getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR))
         self.transport.write(encode_goaway(self.highest_stream_id, error_code, reason.encode()[:512]))
-        self.streams.clear()
+        self._drop_all()
         self.closed = True
         self.transport.close()
 
     def eof_received(self) -> None:
-        self.streams.clear()
+        self._drop_all()
+        self.closed = True
+
+    def connection_lost(self) -> None:
+        """The socket is gone: whatever this connection still held goes back to the server's budget."""
+        self._drop_all()
         self.closed = True
 
     def _flush(self) -> None:

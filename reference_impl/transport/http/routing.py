@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from reference_impl.protocol import ack
+from reference_impl.transport.http.limits import DEFAULT_GUARDS, HttpGuards
 
 TEXT_PLAIN = b"text/plain; charset=utf-8"
 ENDPOINT_NOT_FOUND = b"Endpoint not found"
@@ -51,6 +52,7 @@ class HttpServerLimits:
     max_header_size: int
     h2_max_concurrent_streams: int
     h2_window_size: int
+    guards: HttpGuards = DEFAULT_GUARDS
 
 
 # A complete request (bare endpoint name, body, forwarded headers) -> its answer (the ACK).
@@ -66,6 +68,10 @@ NOT_FOUND_OUTSIDE_ROOT = HttpAnswer(404)  # axum's fallback: no content type, em
 UNKNOWN_ENDPOINT = HttpAnswer(404, ((b"content-type", TEXT_PLAIN),), ENDPOINT_NOT_FOUND)
 METHOD_NOT_ALLOWED = HttpAnswer(405, ((b"allow", b"POST"),))
 TOO_LARGE = HttpAnswer(413, ((b"content-type", TEXT_PLAIN),), BODY_TOO_LARGE)
+BODY_BUDGET_EXHAUSTED = HttpAnswer(
+    503, ((b"content-type", TEXT_PLAIN),), f"{ack.OVERLOADED_PREFIX} request body budget exhausted".encode()
+)
+BODY_TIMEOUT = HttpAnswer(408, ((b"content-type", TEXT_PLAIN),), b"Request body not received in time")
 
 
 def text_answer(status: int, text: str) -> HttpAnswer:

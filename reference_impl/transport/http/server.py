@@ -7,21 +7,28 @@ answered over HTTP/1.1).  A request is ``POST {root}/{endpoint}``; once its
 body is complete it is offered to the sink synchronously and answered
 ``202 Accepted`` with an empty body: the ACK, sent before the payload is
 decoded.  Routing and status codes are in ``http_routing``; the two wire
-protocols in ``http1_server`` and ``http2_server``.
+protocols in ``http1_server`` and ``http2_server``; the denial-of-service
+limits in ``limits``.  The server owns what all its connections share: the
+request-body byte budget, and one periodic sweep that checks every
+connection's deadlines (cheaper than a timer per connection and per stream).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import Protocol, cast
 
 from reference_impl.protocol import ack
 from reference_impl.routing import DEFAULT_HTTP_ROOT, EndpointId, http_url
 from reference_impl.transport.flow import peer_name, set_nodelay
+from reference_impl.transport.http.budgets import ByteBudget, Deadline
 from reference_impl.transport.http.http1_server import Http1ServerSession
 from reference_impl.transport.http.http2_server import PREFACE, Http2ServerSession
+from reference_impl.transport.http.limits import HttpGuards
 from reference_impl.transport.http.routing import (
     UNKNOWN_ENDPOINT,
     HttpAnswer,
@@ -51,6 +58,10 @@ class _Session(Protocol):
 
     def shutdown(self) -> None: ...
 
+    def check_deadlines(self, now: float) -> None: ...
+
+    def connection_lost(self) -> None: ...
+
 
 def sniff_protocol(prefix: bytes) -> str | None:
     """``"h2"`` or ``"http/1.1"`` from a connection's first bytes; None until they can tell."""
@@ -59,8 +70,19 @@ def sniff_protocol(prefix: bytes) -> str | None:
     return "http/1.1"
 
 
+FEED_SLICE = 4096  # bytes handed to the driver at a time (~70 h2 HEADERS: ~15 ms in hyper-h2)
+FEED_TURN_S = 0.01  # one connection's input is worked on for about this long before the loop gets a turn
+
+
 class _HttpConnection(asyncio.Protocol):
-    """Buffers the first bytes until they tell h2 from HTTP/1.1, then hands over to that driver."""
+    """Buffers the first bytes until they tell h2 from HTTP/1.1, then hands over to that driver.
+
+    A read is handed over in slices; once a connection has had ``FEED_TURN_S``
+    of work, the rest of its read waits (and its socket is not read) until the
+    event loop has run everything else that is ready.  Cheap frames in bulk
+    (hundreds of h2 HEADERS in one 256 KiB read cost tens of milliseconds in
+    hyper-h2) then delay other connections by one turn, not by the whole read.
+    """
 
     def __init__(self, server: HttpRequestServer) -> None:
         self.server = server
@@ -69,10 +91,18 @@ class _HttpConnection(asyncio.Protocol):
         self.protocol: str | None = None
         self._sniffed = b""
         self._shutdown = False
+        self._backlog = bytearray()  # the part of a read not yet handed to the driver
+        self._backlog_at = 0
+        self._continuation: asyncio.Handle | None = None
+        self._eof_pending = False
+        self._paused: set[str] = set()  # why reading is paused: "write" (peer not reading), "backlog"
+        self.head_deadline = Deadline()  # until the first bytes tell the protocol
+        self.send_deadline = Deadline()  # while the peer does not read what we write
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # not isinstance: uvloop's transports are not subclasses
         set_nodelay(transport)
+        self.head_deadline.arm(time.monotonic(), self.server.guards.header_timeout)
         self.server.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:
@@ -83,9 +113,51 @@ class _HttpConnection(asyncio.Protocol):
                 self._sniffed = data
                 return
             self._sniffed = b""
+            self.head_deadline.clear()
             self._start(protocol)
             assert self.session is not None
-        self.session.data_received(data)
+        if self._continuation is not None:
+            self._backlog += data  # still working through an earlier read: keep the order
+            return
+        self._backlog = bytearray(data)
+        self._backlog_at = 0
+        self._work()
+
+    def _work(self) -> None:
+        """Hand the backlog to the driver slice by slice, for about one turn; schedule the rest."""
+        self._continuation = None
+        started = time.perf_counter()
+        worked = False  # every turn hands over at least one slice
+        while self._backlog_at < len(self._backlog):
+            if self.session is None or self.transport is None or self.transport.is_closing():
+                self._backlog.clear()
+                return
+            if worked and time.perf_counter() - started > FEED_TURN_S:
+                self._pause("backlog")
+                self._continuation = asyncio.get_running_loop().call_soon(self._work)
+                return
+            piece = bytes(self._backlog[self._backlog_at : self._backlog_at + FEED_SLICE])
+            self._backlog_at += len(piece)
+            self.session.data_received(piece)
+            worked = True
+        self._backlog.clear()
+        self._backlog_at = 0
+        self._resume("backlog")
+        if self._eof_pending and self.session is not None:
+            self._eof_pending = False
+            self.session.eof_received()
+
+    def _pause(self, reason: str) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused.add(reason)
+
+    def _resume(self, reason: str) -> None:
+        if reason not in self._paused:
+            return
+        self._paused.discard(reason)
+        if not self._paused and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def _start(self, protocol: str) -> None:
         assert self.transport is not None
@@ -96,25 +168,46 @@ class _HttpConnection(asyncio.Protocol):
         else:
             session_type = Http1ServerSession
         server = self.server
-        self.session = session_type(server.limits, server.admit, server.record_wire_error, self.transport, peer)
+        self.session = session_type(
+            server.limits, server.admit, server.record_wire_error, self.transport, peer, server.body_budget
+        )
         if self._shutdown:
             self.session.shutdown()
 
     def eof_received(self) -> bool | None:
-        if self.session is not None:
+        if self._continuation is not None:
+            self._eof_pending = True  # after the rest of the last read
+        elif self.session is not None:
             self.session.eof_received()
         return False
 
     def pause_writing(self) -> None:
-        # The peer is not reading its answers: stop reading its requests.
-        if self.transport is not None:
-            self.transport.pause_reading()
+        # The peer is not reading its answers: stop reading its requests, and give it until the deadline.
+        self._pause("write")
+        self.send_deadline.arm(time.monotonic(), self.server.guards.send_timeout)
 
     def resume_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.resume_reading()
+        self.send_deadline.clear()
+        self._resume("write")
+
+    def check_deadlines(self, now: float) -> None:
+        """The server's sweep: a peer too slow to say anything, or to read, loses its connection."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.head_deadline.expired(now) or self.send_deadline.expired(now):
+            reason = "sent no request in time" if self.head_deadline.expired(now) else "did not read its answers"
+            log.info("closing HTTP connection from %s: it %s", peer_name(self.transport), reason)
+            self.transport.abort()
+        elif self.session is not None:
+            self.session.check_deadlines(now)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._continuation is not None:
+            self._continuation.cancel()
+            self._continuation = None
+        self._backlog.clear()
+        if self.session is not None:
+            self.session.connection_lost()
         self.server.connection_closed(self)
 
     def shutdown(self) -> None:
@@ -143,6 +236,7 @@ class HttpRequestServer:
         h2_window_size: int = DEFAULT_H2_WINDOW,
         max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
         shutdown_grace: float = 5.0,
+        guards: HttpGuards | None = None,
     ) -> None:
         self.sink = sink
         self.host = host
@@ -153,14 +247,17 @@ class HttpRequestServer:
         self.h2_window_size = h2_window_size
         self.max_header_size = max_header_size
         self.shutdown_grace = shutdown_grace
+        self.guards = guards if guards is not None else HttpGuards()
         self.limits = HttpServerLimits(
-            self.root, body_limit, max_header_size, h2_max_concurrent_streams, h2_window_size
+            self.root, body_limit, max_header_size, h2_max_concurrent_streams, h2_window_size, self.guards
         )
+        self.body_budget = ByteBudget(self.guards.body_budget)  # shared by every connection
         self.endpoints: set[str] = set()  # bare endpoint names, as Dynamo keys its handler map
         self.connections: set[_HttpConnection] = set()
         self.connections_accepted = 0
         self.wire_errors: list[str] = []
         self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._all_closed = asyncio.Event()
 
     async def start(self) -> None:
@@ -168,6 +265,19 @@ class HttpRequestServer:
         self._server = await loop.create_server(lambda: _HttpConnection(self), self.host, self.port, backlog=1024)
         sockname = self._server.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
+        self._sweeper = asyncio.ensure_future(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Check every connection's deadlines a few times per shortest timeout."""
+        interval = self.guards.sweep_interval
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for connection in list(self.connections):
+                try:
+                    connection.check_deadlines(now)
+                except Exception:
+                    log.exception("checking the deadlines of an HTTP connection failed")
 
     def advertise(self, endpoint: EndpointId, instance_id: int) -> Advertisement:
         """``http://host:port{root}/{endpoint}``, routed by the bare endpoint name (instance id unused)."""
@@ -211,6 +321,11 @@ class HttpRequestServer:
         """Stop listening, let requests in flight be answered (up to ``shutdown_grace``), then drop the rest."""
         if self._server is None:
             return
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         self._server.close()
         for connection in list(self.connections):
             connection.shutdown()

@@ -1,0 +1,284 @@
+"""Denial of service on the HTTP request plane (HTTP/1.1 and h2c), against any worker.
+
+Each scenario runs one attack from its own process (``fixtures.dos.http_attacks``)
+at the worker's advertised URL while a legitimate caller makes small ``echo``
+calls, one after another, from the suite's own loop.  The verdict rests on
+measurements: the worker's resident memory (its adapter's process tree,
+sampled from a thread), the legitimate calls' latencies and failures, what the
+worker did to the attacking connection (closed it, reset its streams, sent
+GOAWAY), and the descriptors left once the attack is over.  Attacks are
+bounded in time and bytes, stay on loopback, and are sized so that a worker
+without the defence clearly fails (the figures are in the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import pytest_asyncio
+
+from fixtures.dos.budget import LegitLatencies, PeakRss, echo_call, legit_during, settle, tree_open_fds
+from fixtures.probes.http_wire import Http1Wire
+from fixtures.probes.wire_client import WireClient
+from fixtures.roles import WorkerUnderTest
+
+StartWorker = Callable[..., Awaitable[WorkerUnderTest]]
+
+pytestmark = [pytest.mark.planes("http"), pytest.mark.robustness]
+
+MIB = 1024 * 1024
+# Issue 13's targets for every scenario: a legitimate request's p99 within 500 ms, worker memory within
+# baseline + 256 MiB.  The legitimate calls here are full echo round trips (POST, 202, call-home stream).
+LEGIT_P99_BOUND_S = 0.5
+LEGIT_CALL_TIMEOUT_S = 3.0  # a call slower than this is counted as a failure, not a latency
+# Bodies that never end: a worker that bounds what it buffers (per connection and in total, reopening windows
+# only within that) holds tens of MiB here; one that does not holds whatever the attacker pushes in 4 s, which
+# for a Python worker without a budget is over 200 MiB (a faster one reads, and holds, more).  Half issue 13's
+# 256 MiB, so that the short attack the suite can afford tells the two apart.
+H2_BODY_RSS_GROWTH_BOUND = 128 * MIB
+# One request of 1.9 MB in tiny chunks: its body is < 2 MiB; 16 times that is per-chunk overhead (a list or
+# queue entry per chunk costs tens of bytes each: 1.9 million of them, 60-300 MB).
+CHUNKS_RSS_GROWTH_BOUND = 32 * MIB
+CHUNKS_ANSWER_BOUND_S = 4.0  # the chunked request is answered (any status) or its connection closed by then
+# Deadlines a worker should enforce: a head must not take longer than this, nor a parked answer wait longer.
+SLOWLORIS_CLOSE_BOUND_S = 6.0
+ZERO_WINDOW_RESET_BOUND_S = 6.0
+# Rapid reset and control floods: the worker must end the attacking connection while the attack goes on (for
+# control frames, stopping reading a peer that does not read its acks is an answer too: hyper's).
+FLOOD_SECONDS = 3.0
+FLOOD_STALLED_S = 1.0  # "stopped reading": no burst of the flood taken during the attack's last second
+FLOOD_RSS_GROWTH_BOUND = 64 * MIB  # acks owed to a peer that does not read are bounded, not queued
+FD_SLACK = 8  # descriptors the worker may legitimately still hold (its own listeners, a closing call-home)
+LEFTOVER_WAIT_S = 3.0  # how long "nothing left behind" may take after the attacker is gone
+ATTACK_PROCESS_GRACE_S = 10.0  # beyond the attack's own duration, before the attacker is killed
+
+
+@dataclass
+class Attacked:
+    outcome: dict[str, Any]
+    legit: LegitLatencies
+    rss: PeakRss
+    fds_before: int
+    fds_after: int
+
+    def describe(self) -> str:
+        out = self.outcome
+        return (
+            f"{out['attack']}: {out['connections']} connections, {out['streams_opened']} streams, "
+            f"{out['sent_bytes'] / MIB:.1f} MiB sent in {out['duration']:.1f} s; "
+            f"worker RSS +{self.rss.growth / MIB:.0f} MiB (peak {self.rss.peak / MIB:.0f} MiB); "
+            f"legit: {self.legit.summary()}; GOAWAY codes "
+            f"{sorted(set(out['goaway_codes']))}, {len(out['closed_at'])} closes, {out['resets_received']} resets, "
+            f"last burst taken at {out['last_accepted_at']:.1f} s; "
+            f"fds {self.fds_before} -> {self.fds_after}; notes {out['notes'][:3]}"
+        )
+
+    def assert_service_kept(self) -> None:
+        assert not self.legit.failures, f"legitimate calls failed during the attack: {self.describe()}"
+        assert self.legit.p99 <= LEGIT_P99_BOUND_S, f"legitimate p99 over {LEGIT_P99_BOUND_S}s: {self.describe()}"
+
+    def assert_nothing_left(self) -> None:
+        assert self.fds_after <= self.fds_before + FD_SLACK, f"descriptors left behind: {self.describe()}"
+
+
+@pytest_asyncio.fixture
+async def fresh_worker(impl_worker_factory: StartWorker) -> AsyncIterator[WorkerUnderTest]:
+    """A worker of its own per attack: no scenario inherits another's aftermath, and each has its own baseline."""
+    yield await impl_worker_factory()
+
+
+async def _run_attack(name: str, url: str, options: dict[str, Any], budget_s: float) -> dict[str, Any]:
+    """Run one attack in its own process (bounded; killed by PID past its budget); its JSON outcome."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fixtures.dos.http_attacks",
+        name,
+        url,
+        json.dumps(options),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), budget_s + ATTACK_PROCESS_GRACE_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        raise AssertionError(
+            f"the {name} attacker did not finish within {budget_s + ATTACK_PROCESS_GRACE_S}s"
+        ) from None
+    if process.returncode != 0:
+        raise AssertionError(f"the {name} attacker failed ({process.returncode}): {stderr.decode()[-2000:]}")
+    outcome: dict[str, Any] = json.loads(stdout)
+    return outcome
+
+
+async def _attack(
+    worker: WorkerUnderTest, wire_client: WireClient, name: str, options: dict[str, Any], *, url: str | None = None
+) -> Attacked:
+    record = worker.record("echo")
+    pid = worker.adapter.pid
+    assert pid is not None
+    try:  # warm: the first call sets up what later ones reuse
+        await echo_call(wire_client, record, LEGIT_CALL_TIMEOUT_S)()
+    except Exception as exc:
+        raise AssertionError(f"the worker did not serve a plain call before the attack: {exc!r}") from exc
+    fds_before = tree_open_fds(pid)
+    attack = _run_attack(name, url or record.transport_address, options, float(options.get("duration", 5.0)))
+    with PeakRss(pid) as rss:
+        outcome, legit = await legit_during(
+            attack, echo_call(wire_client, record, LEGIT_CALL_TIMEOUT_S), call_timeout=LEGIT_CALL_TIMEOUT_S
+        )
+    fds_after = await settle(lambda: tree_open_fds(pid), fds_before + FD_SLACK, LEFTOVER_WAIT_S)
+    attacked = Attacked(outcome, legit, rss, fds_before, fds_after)
+    print(attacked.describe())  # the figures behind the verdict, shown with -s or on failure
+    return attacked
+
+
+# --- h2 -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.req("ROB-DOS-H2-BODY-BUDGET")
+async def test_h2_bodies_that_never_end_do_not_exhaust_memory(fresh_worker: WorkerUnderTest, wire_client: WireClient):
+    # 4 connections x 250 streams x 1.9 MB offered (1.9 GB), for 4 s: an unbounded worker buffers what it can read.
+    options = {"connections": 4, "streams": 250, "body_bytes": 1_900_000, "duration": 4.0}
+    result = await _attack(fresh_worker, wire_client, "h2-open-bodies", options)
+    assert result.rss.growth <= H2_BODY_RSS_GROWTH_BOUND, (
+        f"worker memory over +{H2_BODY_RSS_GROWTH_BOUND // MIB} MiB: {result.describe()}"
+    )
+    result.assert_service_kept()
+    result.assert_nothing_left()
+
+
+@pytest.mark.req("ROB-DOS-H2-RAPID-RESET")
+async def test_h2_rapid_reset_is_cut_short(fresh_worker: WorkerUnderTest, wire_client: WireClient):
+    result = await _attack(fresh_worker, wire_client, "h2-rapid-reset", {"duration": FLOOD_SECONDS})
+    outcome = result.outcome
+    assert outcome["closed_at"] and min(outcome["closed_at"]) < FLOOD_SECONDS, (
+        f"the worker let a connection reset streams for {FLOOD_SECONDS}s: {result.describe()}"
+    )
+    result.assert_service_kept()
+    result.assert_nothing_left()
+
+
+@pytest.mark.req("ROB-DOS-H2-CONTROL-FLOOD")
+async def test_h2_ping_and_settings_floods_are_cut_short(fresh_worker: WorkerUnderTest, wire_client: WireClient):
+    options = {"connections": 2, "duration": FLOOD_SECONDS}
+    result = await _attack(fresh_worker, wire_client, "h2-control-flood", options)
+    outcome = result.outcome
+    stalled = outcome["last_accepted_at"] <= FLOOD_SECONDS - FLOOD_STALLED_S
+    assert len(outcome["closed_at"]) == options["connections"] or stalled, (
+        f"flooding connections neither closed nor throttled: {result.describe()}"
+    )
+    assert result.rss.growth <= FLOOD_RSS_GROWTH_BOUND, (
+        f"worker memory over +{FLOOD_RSS_GROWTH_BOUND // MIB} MiB (acks queued for a peer that does not read): "
+        f"{result.describe()}"
+    )
+    result.assert_service_kept()
+    result.assert_nothing_left()
+
+
+@pytest.mark.req("ROB-DOS-H2-ZERO-WINDOW")
+async def test_h2_answers_parked_behind_a_zero_window_are_given_up(
+    fresh_worker: WorkerUnderTest, wire_client: WireClient
+):
+    options = {"connections": 10, "streams": 100, "duration": ZERO_WINDOW_RESET_BOUND_S}
+    result = await _attack(fresh_worker, wire_client, "h2-zero-window", options)
+    outcome = result.outcome
+    given_up = outcome["resets_received"] + 100 * len(outcome["closed_at"])  # a closed connection ends its streams
+    assert given_up >= outcome["streams_opened"] > 0, (
+        f"answers still parked after {ZERO_WINDOW_RESET_BOUND_S}s: {result.describe()}"
+    )
+    result.assert_service_kept()
+    result.assert_nothing_left()
+
+
+# --- HTTP/1.1 -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.req("ROB-DOS-H1-SLOWLORIS")
+async def test_h1_slowloris_connections_are_closed(fresh_worker: WorkerUnderTest, wire_client: WireClient):
+    options = {"connections": 300, "interval": 0.5, "duration": SLOWLORIS_CLOSE_BOUND_S}
+    result = await _attack(fresh_worker, wire_client, "h1-slowloris", options)
+    outcome = result.outcome
+    assert outcome["connections"] == options["connections"], f"could not open every connection: {result.describe()}"
+    assert len(outcome["closed_at"]) == outcome["connections"], (
+        f"heads dribbled for {SLOWLORIS_CLOSE_BOUND_S}s and connections still open: {result.describe()}"
+    )
+    result.assert_service_kept()
+    result.assert_nothing_left()
+
+
+@pytest.mark.req("ROB-DOS-H1-CHUNKS")
+async def test_h1_a_body_of_tiny_chunks_costs_no_more_than_its_bytes(
+    fresh_worker: WorkerUnderTest, wire_client: WireClient
+):
+    options = {"chunks": 1_900_000, "wait": CHUNKS_ANSWER_BOUND_S, "duration": CHUNKS_ANSWER_BOUND_S}
+    result = await _attack(fresh_worker, wire_client, "h1-tiny-chunks", options)
+    assert result.rss.growth <= CHUNKS_RSS_GROWTH_BOUND, (
+        f"worker memory over +{CHUNKS_RSS_GROWTH_BOUND // MIB} MiB for one 1.9 MB body: {result.describe()}"
+    )
+    assert result.outcome["statuses"] or result.outcome["notes"], f"no answer, no close: {result.describe()}"
+    result.assert_service_kept()
+    result.assert_nothing_left()
+
+
+def _raw(path: str, authority: str, lines: list[str], body: bytes, newline: bytes = b"\r\n") -> bytes:
+    head = [f"POST {path} HTTP/1.1", f"host: {authority}", *lines]
+    return newline.join(line.encode() for line in head) + newline + newline + body
+
+
+async def _answers_until_close(connection: Http1Wire, timeout: float) -> tuple[list[int], bool]:
+    """Statuses read until the worker closes (True) or ``timeout`` passes (False)."""
+    statuses: list[int] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    statuses.append((await connection.read_answer(timeout)).status)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return statuses, True
+    return statuses, False
+
+
+@pytest.mark.req("ROB-DOS-H1-CL-TE")
+async def test_h1_content_length_with_transfer_encoding_ends_the_connection(
+    impl_worker: WorkerUnderTest, wire_client: WireClient
+):
+    record = impl_worker.record("echo")
+    path = urlsplit(record.transport_address).path
+    connection = await Http1Wire.open(record.transport_address)
+    try:
+        smuggled = _raw(path, connection.authority, ["content-length: 0"], b"")  # what a TE-reading hop would see
+        chunked = b"%x\r\n" % len(smuggled) + smuggled + b"\r\n0\r\n\r\n"
+        both = _raw(path, connection.authority, ["content-length: 5", "transfer-encoding: chunked"], chunked)
+        await connection.send(both + _raw(path, connection.authority, ["content-length: 0"], b""))
+        statuses, closed = await _answers_until_close(connection, 3.0)
+    finally:
+        connection.close()
+    assert closed, f"the connection stayed open after a request with both framings (answers {statuses})"
+    assert len(statuses) <= 1, f"a request pipelined after one with both framings was served: {statuses}"
+    assert all(status >= 400 for status in statuses), f"a request with both framings was accepted: {statuses}"
+
+
+@pytest.mark.req("ROB-DOS-H1-BARE-LF")
+async def test_h1_bare_lf_line_endings_are_refused(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    record = impl_worker.record("echo")
+    path = urlsplit(record.transport_address).path
+    connection = await Http1Wire.open(record.transport_address)
+    try:
+        await connection.send(_raw(path, connection.authority, ["content-length: 0"], b"", newline=b"\n"))
+        statuses, closed = await _answers_until_close(connection, 3.0)
+    finally:
+        connection.close()
+    assert closed, f"the connection stayed open after a head with bare LF line endings (answers {statuses})"
+    assert all(status >= 400 for status in statuses), f"a head with bare LF line endings was accepted: {statuses}"

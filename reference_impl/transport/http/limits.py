@@ -1,0 +1,66 @@
+"""The HTTP plane's denial-of-service limits, with their defaults and why each exists.
+
+Every limit here bounds what a peer can make the worker hold or spend without
+completing a request: memory for bodies not yet complete, time a connection
+may take to send its headers or body or to take its answers, and the rate of
+h2 frames that cost work but carry no request.  ``WorkerConfig`` exposes each
+as an ``RP_HTTP_*`` setting (Dynamo's HTTP request plane has no server-side
+variables for these: its ``DYN_HTTP2_*`` ones configure its client).
+``None`` turns a timeout off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+
+DEFAULT_HEADER_TIMEOUT = 5.0  # first byte (or accept) -> complete request head; nginx/hyper use 30-60 s on the web
+DEFAULT_BODY_TIMEOUT = 10.0  # longest silence while a request body is incomplete (nginx client_body_timeout)
+DEFAULT_SEND_TIMEOUT = 5.0  # longest an answer may wait for a peer that does not read (h2 zero window, h1 buffer)
+DEFAULT_IDLE_TIMEOUT = 120.0  # nothing in flight; above reqwest's 90 s pool idle: callers never race it
+DEFAULT_BODY_BUDGET = 64 * MIB  # request-body bytes buffered by the whole server at once
+DEFAULT_H2_CONNECTION_BODY_BUDGET = 4 * MIB  # per h2 connection (two full bodies); past it windows reopen as bodies go
+DEFAULT_H2_RESET_BURST = 100  # nghttp2 allows 1000 (C); h2 spends ~200 µs per stream, so 20 ms of loop
+DEFAULT_H2_RESET_RATE = 33.0  # nghttp2's stream_reset_rate, per second
+DEFAULT_H2_CONTROL_BURST = 1000  # PING/SETTINGS/PRIORITY/empty DATA frames at once (nghttp2 max_outbound_ack: 1000)
+DEFAULT_H2_CONTROL_RATE = 100.0  # per second after the burst
+DEFAULT_MAX_BODY_CHUNKS = 1024  # chunks in one HTTP/1.1 chunked body (2 MiB in 2 KiB chunks); h11 costs ~30 µs each
+
+
+@dataclass(frozen=True, slots=True)
+class HttpGuards:
+    """The limits every HTTP connection of a server enforces (see the module docstring)."""
+
+    header_timeout: float | None = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float | None = DEFAULT_BODY_TIMEOUT
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
+    body_budget: int | None = DEFAULT_BODY_BUDGET
+    h2_connection_body_budget: int = DEFAULT_H2_CONNECTION_BODY_BUDGET
+    h2_reset_burst: int = DEFAULT_H2_RESET_BURST
+    h2_reset_rate: float = DEFAULT_H2_RESET_RATE
+    h2_control_burst: int = DEFAULT_H2_CONTROL_BURST
+    h2_control_rate: float = DEFAULT_H2_CONTROL_RATE
+    max_body_chunks: int = DEFAULT_MAX_BODY_CHUNKS
+
+    def __post_init__(self) -> None:
+        for name in ("header_timeout", "body_timeout", "send_timeout", "idle_timeout", "body_budget"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"HttpGuards.{name} must be > 0 (or None for no limit), got {value!r}")
+        for name in ("h2_connection_body_budget", "h2_reset_burst", "h2_control_burst", "max_body_chunks"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"HttpGuards.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("h2_reset_rate", "h2_control_rate"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"HttpGuards.{name} cannot be negative, got {getattr(self, name)!r}")
+
+    @property
+    def sweep_interval(self) -> float:
+        """How often the server checks deadlines: a tenth of the shortest timeout, within 0.05..1 s."""
+        timeouts = [t for t in (self.header_timeout, self.body_timeout, self.send_timeout, self.idle_timeout) if t]
+        return min(1.0, max(0.05, min(timeouts, default=10.0) / 10))
+
+
+DEFAULT_GUARDS = HttpGuards()

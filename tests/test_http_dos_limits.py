@@ -1,0 +1,362 @@
+"""The HTTP plane's denial-of-service limits, driven without sockets.
+
+The budgets and deadlines (``reference_impl.transport.http.budgets``) with a
+fake clock; the connection drivers fed bytes through a recording transport
+(``tests.fuzz.http_targets``), their answers parsed back: h2 windows withheld
+beyond the connection's budget and reopened as bodies go, REFUSED_STREAM past
+MAX_CONCURRENT_STREAMS, GOAWAY ENHANCE_YOUR_CALM for reset and PING floods,
+deadlines as the server's sweep sees them, and HTTP/1.1's framing checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.settings
+import pytest
+from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
+
+from reference_impl.transport.http import server as server_module
+from reference_impl.transport.http.budgets import ByteBudget, Deadline, RateBudget
+from reference_impl.transport.http.http1_server import Http1ServerSession
+from reference_impl.transport.http.http2_server import PREFACE, Http2ServerSession
+from reference_impl.transport.http.limits import HttpGuards
+from reference_impl.transport.http.server import HttpRequestServer, _HttpConnection
+from reference_impl.worker import WorkerConfig
+from tests.fuzz.http_targets import RecordingSink, RecordingTransport, h2_frames
+
+ENHANCE_YOUR_CALM = int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- budgets -------------------------------------------------------------------------------------
+
+
+def test_byte_budget_counts_and_refuses_beyond_its_limit() -> None:
+    budget = ByteBudget(10)
+    assert budget.fits(10) and not budget.fits(11)
+    budget.take(8)
+    assert not budget.fits(3) and not budget.exhausted
+    budget.take(2)
+    assert budget.exhausted
+    budget.release(10)
+    assert budget.used == 0
+    with pytest.raises(AssertionError):
+        budget.release(1)
+    unlimited = ByteBudget(None)
+    unlimited.take(1 << 40)
+    assert unlimited.fits(1 << 40) and not unlimited.exhausted
+
+
+def test_rate_budget_allows_a_burst_then_its_rate() -> None:
+    clock = FakeClock()
+    budget = RateBudget(burst=5, rate=2.0, clock=clock)
+    assert all(budget.spend() for _ in range(5))
+    assert not budget.spend()
+    clock.now += 1.0  # two more tokens
+    assert budget.spend() and budget.spend() and not budget.spend()
+    clock.now += 100.0  # never more than the burst
+    assert budget.spend(5) and not budget.spend()
+    assert not RateBudget(burst=3, rate=0.0, clock=clock).spend(4)
+
+
+def test_deadline_arms_clears_and_expires() -> None:
+    deadline = Deadline()
+    assert not deadline.expired(1e9)
+    deadline.arm(10.0, 5.0)
+    assert not deadline.expired(14.9) and deadline.expired(15.0)
+    deadline.arm(10.0, None)  # the setting is off
+    assert not deadline.expired(1e9)
+
+
+def test_guards_refuse_nonsense_and_workerconfig_reads_the_variables() -> None:
+    with pytest.raises(ValueError, match="header_timeout"):
+        HttpGuards(header_timeout=0)
+    with pytest.raises(ValueError, match="h2_reset_burst"):
+        HttpGuards(h2_reset_burst=0)
+    config = WorkerConfig.from_env(
+        {"RP_HTTP_HEADER_TIMEOUT": "0", "RP_HTTP_BODY_BUDGET": "0", "RP_HTTP_H2_RESET_BURST": "7"}
+    )
+    assert config.http_header_timeout is None and config.http_body_budget is None
+    assert config.http_h2_reset_burst == 7
+    assert WorkerConfig().http_send_timeout == 5.0
+
+
+# --- drivers ---------------------------------------------------------------------------------------
+
+
+class Driven:
+    """One server connection fed by hand."""
+
+    def __init__(self, guards: HttpGuards | None = None, **options: int) -> None:
+        self.sink = RecordingSink(None)
+        self.server = HttpRequestServer(self.sink, guards=guards, **options)  # type: ignore[arg-type]
+        self.server.endpoints.add("echo")
+        self.transport = RecordingTransport()
+        self.connection = _HttpConnection(self.server)
+        self.connection.connection_made(self.transport)
+
+    def feed(self, data: bytes) -> None:
+        self.connection.data_received(data)
+
+    def sweep(self, after: float) -> None:
+        self.connection.check_deadlines(time.monotonic() + after)
+
+
+def client(**settings: int) -> h2.connection.H2Connection:
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    if settings:
+        conn.local_settings = h2.settings.Settings(
+            client=True, initial_values={h2.settings.SettingCodes[k]: v for k, v in settings.items()}
+        )
+    conn.initiate_connection()
+    return conn
+
+
+def request(conn: h2.connection.H2Connection, path: str = "/v1/rpc/echo", *, end: bool = False) -> int:
+    stream_id = conn.get_next_available_stream_id()
+    fields = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", path.encode())]
+    conn.send_headers(stream_id, fields, end_stream=end)
+    return stream_id
+
+
+def handshake(driven: Driven, conn: h2.connection.H2Connection) -> None:
+    """Preface, then the server's SETTINGS acknowledged, so its windows are in force."""
+    driven.feed(conn.data_to_send())
+    conn.receive_data(bytes(driven.transport.output))
+    driven.feed(conn.data_to_send())
+    driven.transport.output.clear()
+
+
+def test_h2_window_reopens_only_within_the_connection_budget_and_as_bodies_go() -> None:
+    # h2 sends a WINDOW_UPDATE once half the 65,535-byte window has been acknowledged.
+    driven = Driven(HttpGuards(h2_connection_body_budget=40_000), h2_window_size=65_535)
+    conn = client()
+    handshake(driven, conn)
+    first, second = request(conn), request(conn)
+    for _ in range(3):  # 48 KiB on the first stream: the third frame takes the connection past its budget
+        conn.send_data(first, b"a" * 16_384)
+        driven.feed(conn.data_to_send())
+    session = driven.connection.session
+    assert isinstance(session, Http2ServerSession)
+    assert session.connection_budget.used == 3 * 16_384
+    assert _window_credit(bytes(driven.transport.output)) == 2 * 16_384, "credit for bytes held beyond the budget"
+    driven.transport.output.clear()
+    conn.end_stream(first)  # consumed: its withheld 16 KiB are acknowledged now...
+    driven.feed(conn.data_to_send())
+    conn.send_data(second, b"b" * 16_383, end_stream=True)  # ...so these make half a window (32,767) again
+    driven.feed(conn.data_to_send())
+    assert [len(body) for _, body in driven.sink.offers] == [3 * 16_384, 16_383]
+    assert session.connection_budget.used == 0 and driven.server.body_budget.used == 0
+    assert _window_credit(bytes(driven.transport.output)) == 32_767, "consumed bodies did not reopen the window"
+
+
+def _window_credit(output: bytes) -> int:
+    return sum(f.window_increment for f in h2_frames(output) if isinstance(f, WindowUpdateFrame) and not f.stream_id)
+
+
+def test_h2_server_wide_body_budget_refuses_a_stream_with_503() -> None:
+    driven = Driven(HttpGuards(body_budget=1000))
+    conn = client()
+    handshake(driven, conn)
+    stream_id = request(conn)
+    conn.send_data(stream_id, b"x" * 1500)
+    driven.feed(conn.data_to_send())
+    events = conn.receive_data(bytes(driven.transport.output))
+    statuses = [dict(e.headers)[b":status"] for e in events if isinstance(e, h2.events.ResponseReceived)]
+    assert statuses == [b"503"] and driven.server.body_budget.used == 0
+
+
+def test_h2_a_stream_past_max_concurrent_streams_is_refused_alone() -> None:
+    driven = Driven(h2_max_concurrent_streams=2)
+    conn = client()  # never reads the server's SETTINGS, so it does not know the limit
+    driven.feed(conn.data_to_send())
+    driven.transport.output.clear()
+    ids = [request(conn) for _ in range(3)]
+    driven.feed(conn.data_to_send())
+    frames = h2_frames(bytes(driven.transport.output))
+    resets = [(f.stream_id, f.error_code) for f in frames if isinstance(f, RstStreamFrame)]
+    assert resets == [(ids[2], int(h2.errors.ErrorCodes.REFUSED_STREAM))]
+    assert not any(isinstance(f, GoAwayFrame) for f in frames) and not driven.transport.closed
+
+
+def _calmed(driven: Driven) -> bool:
+    frames = h2_frames(bytes(driven.transport.output))
+    goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
+    return driven.transport.closed and [g.error_code for g in goaways] == [ENHANCE_YOUR_CALM]
+
+
+def test_h2_rapid_reset_spends_the_reset_budget_then_gets_enhance_your_calm() -> None:
+    driven = Driven(HttpGuards(h2_reset_burst=10, h2_reset_rate=0.0))
+    conn = client()
+    handshake(driven, conn)
+    for _ in range(10):
+        conn.reset_stream(request(conn, end=True))
+    driven.feed(conn.data_to_send())
+    assert not driven.transport.closed, "the budget's burst was not allowed"
+    conn.reset_stream(request(conn, end=True))
+    driven.feed(conn.data_to_send())
+    assert _calmed(driven)
+    assert "too many streams reset" in driven.server.wire_errors[-1]
+
+
+def test_h2_ping_flood_gets_enhance_your_calm_and_its_acks_are_dropped() -> None:
+    driven = Driven(HttpGuards(h2_control_burst=50, h2_control_rate=0.0))
+    conn = client()
+    handshake(driven, conn)
+    for n in range(2000):
+        conn.ping(n.to_bytes(8, "big"))
+    driven.feed(conn.data_to_send())
+    assert _calmed(driven)
+    assert len(driven.transport.output) < 50 * 17 + 1024, "PING acks kept for a peer that is being cut off"
+
+
+def test_h2_deadlines_end_a_stalled_body_and_a_parked_answer() -> None:
+    driven = Driven(HttpGuards(body_timeout=1.0, send_timeout=1.0))
+    conn = client(INITIAL_WINDOW_SIZE=0)
+    handshake(driven, conn)
+    stalled = request(conn)  # a body that never comes
+    parked = request(conn, "/v1/rpc/unknown", end=True)  # a 404 with a body, behind a zero window
+    driven.feed(conn.data_to_send())
+    driven.transport.output.clear()
+    driven.sweep(after=0.5)
+    assert not h2_frames(bytes(driven.transport.output))
+    driven.sweep(after=1.5)
+    frames = h2_frames(bytes(driven.transport.output))
+    assert [f.stream_id for f in frames if isinstance(f, HeadersFrame)] == [stalled]  # its 408
+    assert (parked, int(h2.errors.ErrorCodes.CANCEL)) in [
+        (f.stream_id, f.error_code) for f in frames if isinstance(f, RstStreamFrame)
+    ]
+    session = driven.connection.session
+    assert isinstance(session, Http2ServerSession)
+    assert session.streams.keys() <= {stalled}  # the 408's own body may wait for window too
+
+
+async def test_h1_content_length_with_transfer_encoding_is_400_and_close() -> (
+    None
+):  # its lingering close needs a running loop
+    driven = Driven()
+    head = b"POST /v1/rpc/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n"
+    driven.feed(head + b"3\r\nabc\r\n0\r\n\r\n" + b"POST /v1/rpc/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+    output = bytes(driven.transport.output)
+    assert output.startswith(b"HTTP/1.1 400 ") and output.count(b"HTTP/1.1 ") == 1
+    assert b"connection: close" in output and not driven.sink.offers
+
+
+async def test_h1_bare_lf_in_a_head_is_400_but_a_body_may_hold_any_byte() -> (
+    None
+):  # its lingering close needs a running loop
+    driven = Driven()
+    driven.feed(b"POST /v1/rpc/echo HTTP/1.1\nhost: x\ncontent-length: 0\n\n")
+    assert bytes(driven.transport.output).startswith(b"HTTP/1.1 400 ") and not driven.sink.offers
+    driven = Driven()
+    body = b"\n\r\n\n"
+    driven.feed(b"POST /v1/rpc/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\n" + body)
+    driven.feed(b"POST /v1/rpc/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+    assert [payload for _, payload in driven.sink.offers] == [body, b""]
+
+
+async def test_h1_too_many_chunks_is_refused_and_bodies_leave_the_budget() -> (
+    None
+):  # its lingering close needs a running loop
+    driven = Driven(HttpGuards(max_body_chunks=10))
+    head = b"POST /v1/rpc/echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+    driven.feed(head + b"1\r\nx\r\n" * 10 + b"0\r\n\r\n")
+    assert [payload for _, payload in driven.sink.offers] == [b"x" * 10]
+    driven.feed(head + b"1\r\nx\r\n" * 11)
+    assert bytes(driven.transport.output).count(b"HTTP/1.1 413 ") == 1
+    assert driven.server.body_budget.used == 0
+
+
+async def test_h1_deadlines_head_then_idle() -> None:  # its lingering close needs a running loop
+    driven = Driven(HttpGuards(header_timeout=2.0, idle_timeout=5.0))
+    driven.feed(b"POST /v1/rpc/echo HTTP/1.1\r\nhost: x\r\n")  # a head that never completes
+    driven.sweep(after=1.0)
+    assert not driven.transport.output
+    driven.sweep(after=2.5)
+    assert bytes(driven.transport.output).startswith(b"HTTP/1.1 408 ")
+    idle = Driven(HttpGuards(header_timeout=2.0, idle_timeout=5.0))
+    idle.feed(b"POST /v1/rpc/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+    idle.sweep(after=3.0)  # between requests the idle timeout applies, not the head's
+    assert not idle.transport.closed
+    idle.sweep(after=5.5)
+    assert idle.transport.closed
+    session = idle.connection.session
+    assert isinstance(session, Http1ServerSession)
+
+
+def test_a_silent_connection_is_closed_at_the_header_timeout() -> None:
+    driven = Driven(HttpGuards(header_timeout=1.0))
+    driven.sweep(after=0.5)
+    assert not driven.transport.closed
+    driven.sweep(after=1.5)
+    assert driven.transport.closed
+
+
+def test_h2_preface_then_nothing_is_still_served_until_idle() -> None:
+    driven = Driven(HttpGuards(idle_timeout=3.0))
+    driven.feed(PREFACE + client().data_to_send()[len(PREFACE) :])
+    driven.sweep(after=1.0)  # arms the idle deadline (no streams)
+    assert not driven.transport.closed
+    session = driven.connection.session
+    assert isinstance(session, Http2ServerSession)
+    session.idle_deadline.at = time.monotonic() - 1  # as if the idle time had passed
+    driven.sweep(after=0.0)
+    assert driven.transport.closed
+
+
+def test_h2_preface_without_settings_is_closed_at_the_header_timeout() -> None:
+    driven = Driven(HttpGuards(header_timeout=1.0))
+    driven.feed(PREFACE)  # and never the SETTINGS frame that must follow
+    driven.sweep(after=0.5)
+    assert not driven.transport.closed
+    driven.sweep(after=1.5)
+    assert driven.transport.closed
+    goaways = [f for f in h2_frames(bytes(driven.transport.output)) if isinstance(f, GoAwayFrame)]
+    assert goaways and b"SETTINGS" in goaways[-1].additional_data
+
+
+class PausingTransport(RecordingTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+async def test_a_long_read_is_worked_on_in_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its turn, a connection's read waits (socket not read) while the loop runs others."""
+    monkeypatch.setattr(server_module, "FEED_TURN_S", 0.0)  # every slice ends a turn
+    driven = Driven()
+    transport = PausingTransport()
+    driven.transport = transport
+    driven.connection = _HttpConnection(driven.server)
+    driven.connection.connection_made(transport)
+    requests = b"".join(
+        b"POST /v1/rpc/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\n" + bytes([65 + n % 26]) for n in range(400)
+    )
+    assert len(requests) > 4 * server_module.FEED_SLICE
+    driven.feed(requests)
+    first_turn = len(driven.sink.offers)
+    assert 0 < first_turn < 400 and not transport.reading
+    for _ in range(100):
+        if len(driven.sink.offers) == 400:
+            break
+        await asyncio.sleep(0)
+    assert len(driven.sink.offers) == 400 and transport.reading
+    assert bytes(transport.output).count(b"HTTP/1.1 202 ") == 400
