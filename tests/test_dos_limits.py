@@ -393,3 +393,15 @@ def test_a_poisoned_decoder_lets_go_of_its_buffer():
     with pytest.raises(TruncatedFrame):
         decoder.feed_eof()
     assert decoder.buffered == 0
+
+
+async def test_a_frame_under_way_is_governed_by_its_deadline_not_the_idle_timeout():
+    async with serving(FakeSink(), idle_timeout=0.2, frame_read_timeout=1.0) as server:
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(_frame(b"x" * 100)[:10])
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        acks, closed = await _acks_until_closed(reader, 3.0)
+        writer.close()
+        assert closed and 0.9 < loop.time() - started < 2.5, "closed by the idle timeout, or not at the deadline"
+        assert b"frame not complete within 1.0s" in acks[-1]

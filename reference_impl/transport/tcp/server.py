@@ -163,7 +163,10 @@ class _RequestConnection(asyncio.Protocol):
         if self.closed:
             return
         quiet = self.loop.time() - self.last_read
-        if quiet < timeout or self._frame_timer is not None:  # active, or the frame deadline is in charge
+        if self._frame_timer is not None:  # a frame is under way: its deadline is in charge
+            self._idle_timer = self.loop.call_later(timeout, self._idle_check)
+            return
+        if quiet < timeout:
             self._idle_timer = self.loop.call_later(max(timeout - quiet, 0.01), self._idle_check)
             return
         assert self.transport is not None
