@@ -11,7 +11,7 @@ clearly over the bound (a 32 MiB partial frame held per connection, a
 one clearly under it.
 
 Deadlines the suite cannot wait out at their defaults are handed to the
-implementation as settings (``RP_*`` in ``fixtures/adapters/protocol.py``);
+implementation as settings (``CONFORMANCE_*`` deadlines in ``fixtures/adapters/protocol.py``);
 an implementation without such a setting fails those requirements (SHOULD).
 """
 
@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from fixtures.adapters.protocol import DEADLINE_ENV
 from fixtures.dos import attacks
 from fixtures.dos.budget import (
     MIB,
@@ -141,7 +142,7 @@ async def test_partial_frames_do_not_take_the_workers_memory(
 async def test_a_frame_trickled_byte_by_byte_is_cut_at_its_deadline(
     impl_worker_factory: WorkerFactory, wire_client: WireClient
 ):
-    worker = await impl_worker_factory(env={"RP_TCP_FRAME_READ_TIMEOUT": str(FRAME_READ_TIMEOUT_S)})
+    worker = await impl_worker_factory(env={DEADLINE_ENV["tcp_frame_read"]: str(FRAME_READ_TIMEOUT_S)})
     pid = worker.adapter.pid
     assert pid is not None
     record = worker.record("echo")
@@ -166,7 +167,7 @@ async def test_a_frame_trickled_byte_by_byte_is_cut_at_its_deadline(
     assert still_open == 0, (
         f"{still_open} of {len(trickling)} connections trickling one byte per {TRICKLE_INTERVAL_S * 1000:.0f} ms "
         f"were still open {give_up:.0f}s after their frame began (frame read deadline handed to the worker: "
-        f"RP_TCP_FRAME_READ_TIMEOUT={FRAME_READ_TIMEOUT_S})"
+        f"asked deadline {FRAME_READ_TIMEOUT_S}s)"
     )
     _assert_served(seen, "the trickled frames")
     await _fds_back(pid, fds_before)
@@ -175,7 +176,7 @@ async def test_a_frame_trickled_byte_by_byte_is_cut_at_its_deadline(
 @pytest.mark.req("ROB-DOS-TCP-IDLE")
 @pytest.mark.planes("tcp")
 async def test_idle_request_connections_are_closed(impl_worker_factory: WorkerFactory, wire_client: WireClient):
-    worker = await impl_worker_factory(env={"RP_TCP_IDLE_TIMEOUT": str(IDLE_TIMEOUT_S)})
+    worker = await impl_worker_factory(env={DEADLINE_ENV["tcp_idle"]: str(IDLE_TIMEOUT_S)})
     pid = worker.adapter.pid
     assert pid is not None
     record = worker.record("echo")
@@ -189,7 +190,7 @@ async def test_idle_request_connections_are_closed(impl_worker_factory: WorkerFa
     _figures("idle", still_open=closed.count(False))
     assert all(closed), (
         f"{closed.count(False)} of {len(idle)} silent connections still open "
-        f"{IDLE_TIMEOUT_S + CLOSE_SLACK_S:.0f}s later (RP_TCP_IDLE_TIMEOUT={IDLE_TIMEOUT_S})"
+        f"{IDLE_TIMEOUT_S + CLOSE_SLACK_S:.0f}s later (asked idle timeout {IDLE_TIMEOUT_S}s)"
     )
     assert (await wire_client.call(record, {"after": "idle"})).values() == [{"after": "idle"}]
     await _fds_back(pid, fds_before)
@@ -232,7 +233,7 @@ async def test_a_decode_bomb_does_not_take_the_workers_memory(
 @pytest.mark.req("ROB-DOS-CALLHOME-STALL")
 @pytest.mark.planes("tcp", "nats")
 async def test_a_caller_that_never_reads_loses_its_stream(impl_worker_factory: WorkerFactory, wire_client: WireClient):
-    worker = await impl_worker_factory(env={"RP_CALLHOME_WRITE_TIMEOUT": str(CALLHOME_WRITE_TIMEOUT_S)})
+    worker = await impl_worker_factory(env={DEADLINE_ENV["callhome_write"]: str(CALLHOME_WRITE_TIMEOUT_S)})
     pid = worker.adapter.pid
     assert pid is not None
     record = worker.record("stream")
@@ -249,7 +250,7 @@ async def test_a_caller_that_never_reads_loses_its_stream(impl_worker_factory: W
     _figures("callhome-stall", outcomes=outcomes, legit=seen.summary())
     assert not kept, (
         f"{len(kept)} of {len(probes)} streams whose caller read nothing for {wait:.0f}s were still going "
-        f"(RP_CALLHOME_WRITE_TIMEOUT={CALLHOME_WRITE_TIMEOUT_S}): (sentinel, ended by, items) {kept}"
+        f"(asked write deadline {CALLHOME_WRITE_TIMEOUT_S}s): (sentinel, ended by, items) {kept}"
     )
     _assert_served(seen, "the stalled streams")
     await _fds_back(pid, fds_before)
