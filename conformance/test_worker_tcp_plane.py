@@ -349,22 +349,33 @@ async def test_bad_connections_do_not_disturb_a_concurrent_stream(
     assert after.values() == [{"still": "alive"}], "the worker stopped serving after bad connections"
 
 
+# Between the requests of the overload test: enough for each to reach the worker before the next, in order.
+ARRIVAL_GAP_S = 0.1
+
+
 @pytest.mark.req("TCP-OVERLOAD")
 async def test_worker_at_capacity_refuses_at_once(
     impl_worker_factory: Callable[..., Awaitable[WorkerUnderTest]], wire_client: WireClient
 ):
-    """Pool of one, queue of one: the third and fourth concurrent requests find no room."""
+    """Pool of one, queue of one: the third and fourth concurrent requests find no room.
+
+    One connection per request, sent in order: the worker's capacity is what is judged, not a per-connection
+    cap a worker may also have (ROB-DOS-ADMISSION-FAIR), which would refuse the same requests on one connection.
+    """
     worker = await impl_worker_factory(
         env={"DYN_TCP_WORKER_POOL_SIZE": "1", "DYN_TCP_WORK_QUEUE_SIZE": "1"}, endpoints=["slow"]
     )
     record = worker.record("slow")
     probes = [wire_client.prepare(record, {"tag": f"overload-{i}", "interval": 0.05, "count": 200}) for i in range(4)]
-    connection = await RawRequestConnection.to(record)
+    connections = [await RawRequestConnection.to(record) for _ in probes]
     try:
-        await connection.send(b"".join(WireClient.tcp_frame(record, probe) for probe in probes))
-        acks = [await connection.read_ack(5.0) for _ in probes]
+        for connection, probe in zip(connections, probes, strict=True):
+            await connection.send(WireClient.tcp_frame(record, probe))
+            await asyncio.sleep(ARRIVAL_GAP_S)
+        acks = await asyncio.gather(*(connection.read_ack(5.0) for connection in connections))
     finally:
-        connection.close()
+        for connection in connections:
+            connection.close()
     for probe, ack in zip(probes, acks, strict=True):
         if ack != b"":
             probe.session.cancel()
