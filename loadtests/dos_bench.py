@@ -196,9 +196,11 @@ async def trickled_frames(worker: Worker, client: WireClient) -> Seen:
     give_up = SHORT_DEADLINE_S + 2.0
     closed = await asyncio.gather(*(attacks.trickled_frame(c, frame, 0.1, give_up) for c in connections))
     done = sorted(t for t in closed if t is not None)
+    held = attacks.Attack(connections=connections)
     if len(done) == len(closed):
-        return Seen(f"all 50 closed, the last at {done[-1]:.1f} s", done[-1] <= SHORT_DEADLINE_S + DEADLINE_SLACK_S)
-    return Seen(f"{len(closed) - len(done)}/50 open at {give_up:.0f} s", False, attacks.Attack(connections=connections))
+        in_time = done[-1] <= SHORT_DEADLINE_S + DEADLINE_SLACK_S
+        return Seen(f"all 50 closed, the last at {done[-1]:.1f} s", in_time, held)
+    return Seen(f"{len(closed) - len(done)}/50 open at {give_up:.0f} s", False, held)
 
 
 async def decode_bombs(worker: Worker, client: WireClient) -> Seen:

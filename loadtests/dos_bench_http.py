@@ -135,8 +135,8 @@ ROWS = [
     ),
     HttpRow(
         "h1-slowloris",
-        "HTTP/1.1: 5000 conns, a head at 1 byte / 2 s, 9 s",
-        {"connections": 5000, "interval": 2.0, "duration": 9.0},
+        "HTTP/1.1: 2000 conns, a head at 1 byte / 2 s, 9 s",
+        {"connections": 2000, "interval": 2.0, "duration": 9.0},
         _slowloris,
         f"closed by the {DEFAULT_HEADER_TIMEOUT:.0f} s header deadline",
     ),
