@@ -100,9 +100,10 @@ def _slowloris(out: Outcome, options: dict[str, Any]) -> tuple[str, bool | None]
 
 
 def _tiny_chunks(out: Outcome, options: dict[str, Any]) -> tuple[str, bool | None]:
+    # Not the chunks sent: once the worker has closed, writes still "succeed" into a closed transport.
     answer = f"answered {out.statuses[0]}" if out.statuses else "no answer"
     notes = f" ({out.notes[0]})" if out.notes else ""
-    return f"{answer} after {out.streams_opened} chunks sent in {out.duration:.1f} s{notes}", None
+    return f"{answer}, attack over at {out.duration:.1f} s{notes}", None
 
 
 def _refused(out: Outcome, options: dict[str, Any]) -> tuple[str, bool | None]:
