@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
 
+from fixtures.dos import http_attacks
 from fixtures.dos.budget import LegitLatencies, PeakRss, echo_call, legit_during, settle, tree_open_fds
 from fixtures.probes.http_wire import Http1Wire
 from fixtures.probes.wire_client import WireClient
@@ -58,7 +57,6 @@ FLOOD_STALLED_S = 1.0  # "stopped reading": no burst of the flood taken during t
 FLOOD_RSS_GROWTH_BOUND = 64 * MIB  # acks owed to a peer that does not read are bounded, not queued
 FD_SLACK = 8  # descriptors the worker may legitimately still hold (its own listeners, a closing call-home)
 LEFTOVER_WAIT_S = 3.0  # how long "nothing left behind" may take after the attacker is gone
-ATTACK_PROCESS_GRACE_S = 10.0  # beyond the attack's own duration, before the attacker is killed
 
 
 @dataclass
@@ -96,30 +94,11 @@ async def fresh_worker(impl_worker_factory: StartWorker) -> AsyncIterator[Worker
 
 
 async def _run_attack(name: str, url: str, options: dict[str, Any], budget_s: float) -> dict[str, Any]:
-    """Run one attack in its own process (bounded; killed by PID past its budget); its JSON outcome."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fixtures.dos.http_attacks",
-        name,
-        url,
-        json.dumps(options),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    """One attack in its own process (``http_attacks.run_in_process``, bounded); its outcome as the checks read it."""
     try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), budget_s + ATTACK_PROCESS_GRACE_S)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        raise AssertionError(
-            f"the {name} attacker did not finish within {budget_s + ATTACK_PROCESS_GRACE_S}s"
-        ) from None
-    if process.returncode != 0:
-        raise AssertionError(f"the {name} attacker failed ({process.returncode}): {stderr.decode()[-2000:]}")
-    outcome: dict[str, Any] = json.loads(stdout)
-    return outcome
+        return asdict(await http_attacks.run_in_process(name, url, options, budget_s))
+    except RuntimeError as exc:  # the attacker failed or overran: the scenario was not run as stated
+        raise AssertionError(str(exc)) from None
 
 
 async def _attack(
