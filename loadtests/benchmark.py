@@ -50,6 +50,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from fixtures.suite_runs import cpu_model
 from loadtests import codec_bench
 from loadtests.cached_discovery import CachedDiscovery
 from loadtests.calls import CallOutcome, LoadCalls
@@ -86,14 +87,7 @@ class Measurement:
 
 
 def machine_info() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model() or "unknown"
     versions: dict[str, str | None] = {}
     for package in ("ai-dynamo-runtime", "locust"):
         try:
