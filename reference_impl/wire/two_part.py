@@ -22,7 +22,12 @@ from reference_impl.wire.checksum import xxh3_64
 
 PRELUDE = struct.Struct(">QQQ")
 PRELUDE_SIZE = PRELUDE.size  # 24
+_pack_prelude = PRELUDE.pack  # bound once: encode and decode run per frame
+_unpack_prelude = PRELUDE.unpack_from
 U64_MAX = (1 << 64) - 1
+# Larger than any frame a prelude can declare (24 + 2 * U64_MAX): "no limit" as a number, so the
+# decoder's per-frame check is one comparison.
+_NO_LIMIT = 1 << 66
 
 # Dynamo's TwoPartCodec::default() is unlimited; an unbounded buffer is not an
 # option for a server exposed to arbitrary peers, so the reference bounds it.
@@ -53,6 +58,7 @@ class TwoPartMessage(NamedTuple):
 
 # TwoPartMessage(...) goes through a Python-level __new__; building the tuple directly is cheaper per frame.
 _new_message = functools.partial(tuple.__new__, TwoPartMessage)
+_tuple_new = tuple.__new__  # the decoder's per-frame path calls it directly: cheaper than through the partial
 
 
 def frame_size(header_len: int, body_len: int) -> int:
@@ -74,7 +80,9 @@ def encode(
         if total > max_message_size:
             raise FrameTooLarge(total, max_message_size)
     checksum = xxh3_64(header, data) if write_checksum else 0
-    return PRELUDE.pack(header_len, body_len, checksum) + header + data
+    if header:
+        return _pack_prelude(header_len, body_len, checksum) + header + data
+    return _pack_prelude(header_len, body_len, checksum) + data  # a response item: one concatenation fewer
 
 
 def encode_message(message: TwoPartMessage, *, write_checksum: bool = False) -> bytes:
@@ -88,6 +96,12 @@ class TwoPartDecoder:
     (need more bytes).  A wire error is raised once and then remembered: the
     decoder is poisoned, as a connection that sent a bad frame cannot be
     resynchronised (there is no frame marker to find).
+
+    While nothing is pending, a fed ``bytes`` chunk is kept as it is and its
+    frames are sliced from it (one copy per part).  A partial frame left at
+    its end is joined with the next chunk into one ``bytes`` object when it is
+    no longer than that chunk; anything longer (a long frame arriving in small
+    chunks) is grown in a ``bytearray`` the decoder owns.
     """
 
     __slots__ = ("_buf", "_error", "_max", "_pos", "_verify")
@@ -98,9 +112,11 @@ class TwoPartDecoder:
         max_message_size: int | None = DEFAULT_MAX_FRAME_SIZE,
         verify_checksum: bool = False,
     ) -> None:
-        self._buf = bytearray()
+        # The unconsumed bytes are _buf[_pos:]: a fed ``bytes`` chunk (never mutated: it may be the
+        # caller's), or a bytearray the decoder owns once a partial frame had to be held.  b"" when empty.
+        self._buf: bytes | bytearray = b""
         self._pos = 0
-        self._max = max_message_size
+        self._max = _NO_LIMIT if max_message_size is None else max_message_size
         self._verify = verify_checksum
         self._error: Exception | None = None
 
@@ -116,36 +132,58 @@ class TwoPartDecoder:
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._error is not None:
             raise self._error
-        self._buf += data
+        buf = self._buf
+        if not buf:
+            # Nothing pending: hold the chunk itself (a bytearray or memoryview may be reused by its owner).
+            self._buf = data if data.__class__ is bytes else bytes(data)
+            return
+        pos = self._pos
+        pending = len(buf) - pos
+        if pending <= len(data):
+            # Usually the tail of a frame cut by the last read: it joins the chunk in one bytes object, so
+            # the chunk's frames are sliced with one copy each.  Copying at most len(data) pending bytes
+            # per feed keeps the total work linear in the bytes fed.
+            self._buf = b"".join((memoryview(buf)[pos:], data))
+            self._pos = 0
+            return
+        # More pending than fed (a long frame in small chunks, or a consumer not pulling): grow a
+        # buffer the decoder owns, amortised rather than quadratic.
+        if buf.__class__ is bytes:
+            buf = self._buf = bytearray(memoryview(buf)[pos:])
+            self._pos = 0
+        buf += data  # a bytearray here
 
     def next_message(self) -> TwoPartMessage | None:
         if self._error is not None:
             raise self._error
         buf = self._buf
         pos = self._pos
-        end_of_buffer = len(buf)
-        if end_of_buffer - pos < PRELUDE_SIZE:
+        available = len(buf) - pos
+        if available < PRELUDE_SIZE:
             return None
-        header_len, body_len, checksum = PRELUDE.unpack_from(buf, pos)
+        header_len, body_len, checksum = _unpack_prelude(buf, pos)
         total = PRELUDE_SIZE + header_len + body_len
-        limit = self._max
-        if limit is not None and total > limit:
-            self._error = FrameTooLarge(total, limit)
+        if total > self._max:
+            self._error = FrameTooLarge(total, self._max)
             raise self._error
-        if end_of_buffer - pos < total:
+        if total > available:
             return None
         start = pos + PRELUDE_SIZE
         middle = start + header_len
-        end = middle + body_len
-        # Response items have no header and control messages no body: skip copying an empty part.
-        message = _new_message(
-            (bytes(buf[start:middle]) if header_len else b"", bytes(buf[middle:end]) if body_len else b"")
-        )
-        if end == end_of_buffer:
-            buf.clear()
+        end = pos + total
+        if buf.__class__ is bytes:
+            # One copy per part; an empty slice of bytes is the shared b"" (response items have no header).
+            message = _tuple_new(TwoPartMessage, (buf[start:middle] if header_len else b"", buf[middle:end]))
+        else:
+            message = _tuple_new(
+                TwoPartMessage,
+                (bytes(buf[start:middle]) if header_len else b"", bytes(buf[middle:end]) if body_len else b""),
+            )
+        if total == available:
+            self._buf = b""  # the next chunk is held as it is
             self._pos = 0
-        elif end > 65536 and end * 2 > end_of_buffer:
-            del buf[:end]
+        elif end > 65536 and end * 2 > len(buf) and buf.__class__ is bytearray:
+            del buf[:end]  # a bytearray here
             self._pos = 0
         else:
             self._pos = end
