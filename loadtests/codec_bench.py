@@ -81,3 +81,25 @@ def measure(frames: int = 200_000, repeats: int = 3) -> CodecFigures:
         decode_rates.append(_decode_rate(b"".join(encoded), frames))
         round_trips.append(_round_trip_rate(body, frames))
     return CodecFigures(len(encode(b"", body)), max(encode_rates), max(decode_rates), max(round_trips))
+
+
+def main() -> None:
+    """``python -m loadtests.codec_bench``: the codec's figures alone, with the machine and its load."""
+    import os
+
+    from fixtures.suite_runs import cpu_model
+
+    before = os.getloadavg()[0]
+    figures = measure()
+    verdict = "met" if figures.round_trip_per_s >= TARGET_FRAMES_PER_S else "MISSED"
+    print(
+        f"codec ({figures.frame_bytes}-byte item frames): encode {figures.encode_per_s:,.0f}/s, "
+        f"decode {figures.decode_per_s:,.0f}/s, round trip {figures.round_trip_per_s:,.0f}/s "
+        f"(target {TARGET_FRAMES_PER_S:,}/s: {verdict}); "
+        f"{os.cpu_count()} CPUs, {cpu_model() or 'unknown CPU'}, "
+        f"load average {before:.2f} before, {os.getloadavg()[0]:.2f} after"
+    )
+
+
+if __name__ == "__main__":
+    main()
