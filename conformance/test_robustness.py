@@ -28,6 +28,7 @@ from fixtures.judge.routing import parse_callhome_address
 from fixtures.plugin import BASE_ADAPTER_ENV, BUILTIN_ADAPTERS
 from fixtures.probes.probe_worker import ProbeWorker
 from fixtures.probes.wire_client import ProbeResult, RawRequestConnection, WireClient, read_until_sentinel_then_close
+from fixtures.process_activity import ActivitySample, BlockedDetector
 from fixtures.roles import CallerUnderTest, WorkerUnderTest, nats_url_for
 
 pytestmark = pytest.mark.robustness
@@ -79,6 +80,23 @@ async def test_caller_vanishing_mid_stream_stops_the_handler(
 # without back-pressure buffers the whole 40 MB stream as fast as its handler yields (well over the 24 MiB
 # bound within this time on a loaded 2-core machine); one with it stops at its socket buffers.
 SLOW_READER_WINDOW_S = 3.0
+# The watch ends early once the worker is blocked this long (no thread runnable, its CPU time flat): a blocked
+# worker grows nothing more, while one still buffering the stream is busy (or runnable, if starved of CPU).
+SLOW_READER_BLOCKED_S = 0.5
+SLOW_READER_POLL_S = 0.05
+SLOW_READER_BOUND = 24 * 1024 * 1024
+
+
+async def _watch_growth(pid: int, baseline: int) -> int:
+    """Memory growth of the worker tree once it is blocked, over the bound, or at the end of the window."""
+    detector = BlockedDetector(SLOW_READER_BLOCKED_S)
+    deadline = time.monotonic() + SLOW_READER_WINDOW_S
+    while True:
+        growth = tree_rss_bytes(pid) - baseline
+        now = time.monotonic()
+        if growth >= SLOW_READER_BOUND or now >= deadline or detector.add(now, ActivitySample(pid)):
+            return growth
+        await asyncio.sleep(SLOW_READER_POLL_S)
 
 
 @pytest.mark.req("ROB-SLOW-READER")
@@ -92,13 +110,12 @@ async def test_a_caller_that_stops_reading_gets_back_pressure(impl_worker: Worke
     session = await asyncio.wait_for(probe.session, 10.0)
     session.writer.transport.pause_reading()  # type: ignore[attr-defined]
     neighbour = await _stream_seqs(wire_client, impl_worker, 300)
-    await asyncio.sleep(SLOW_READER_WINDOW_S)
-    growth = tree_rss_bytes(impl_worker.adapter.pid) - baseline
+    growth = await _watch_growth(impl_worker.adapter.pid, baseline)
     session.writer.transport.resume_reading()  # type: ignore[attr-defined]
     transcript = await read_until_sentinel_then_close(session, 120.0)
     seqs = [value["seq"] for value in ProbeResult(b"", transcript, probe.codec).values()]
     assert neighbour == list(range(300)), "a concurrent stream was disturbed while one caller stalled"
-    assert growth < 24 * 1024 * 1024, f"worker memory grew by {growth / 2**20:.1f} MiB for a stalled 40 MB stream"
+    assert growth < SLOW_READER_BOUND, f"worker memory grew by {growth / 2**20:.1f} MiB for a stalled 40 MB stream"
     assert seqs == list(range(count)), "items lost, duplicated or reordered after back-pressure"
 
 
