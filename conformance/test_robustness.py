@@ -217,6 +217,24 @@ async def test_stray_call_home_connections_do_not_touch_the_real_stream(
     assert [item["seq"] for item in answer["items"]] == list(range(60)), "items injected, lost or reordered"
 
 
+# ROB-WORKER-DIES waits for the victim to have streamed (its handler's own count) instead of fixed sleeps: this many
+# more items before the neighbour starts and again before the kill, so the caller is mid-stream on both.
+VICTIM_ITEMS_BEFORE_EACH_STEP = 5
+VICTIM_STREAM_WITHIN_S = 10.0
+
+
+async def _victim_streamed(victim: AdapterProcess, at_least: int) -> int:
+    """Items the victim's ``slow`` handler has sent, once at least ``at_least``."""
+    deadline = time.monotonic() + VICTIM_STREAM_WITHIN_S
+    while True:
+        record = (await victim.request("records"))["records"].get("victim", {})
+        sent = int(record.get("items_sent", 0))
+        if sent >= at_least:
+            return sent
+        assert time.monotonic() < deadline, f"the victim sent {sent} items in {VICTIM_STREAM_WITHIN_S}s: {record}"
+        await asyncio.sleep(0.02)
+
+
 @pytest.mark.req("ROB-WORKER-DIES")
 async def test_a_worker_process_dying_mid_stream_is_an_error(
     impl_caller: CallerUnderTest, probe_worker: ProbeWorker, request: pytest.FixtureRequest, tmp_path: Path
@@ -239,11 +257,13 @@ async def test_a_worker_process_dying_mid_stream_is_an_error(
                 f"robust.{component}.slow", {"interval": 0.02, "count": 1000, "tag": "victim"}, deadline=30.0
             )
         )
-        await asyncio.sleep(0.4)  # the victim streams; now a second stream, from a live worker
+        sent = await _victim_streamed(victim, VICTIM_ITEMS_BEFORE_EACH_STEP)
+        # The victim streams; now a second stream, from a live worker, in flight when the victim dies.
         neighbour = asyncio.ensure_future(
             impl_caller.call(probe_worker.endpoint("slow"), {"interval": 0.005, "count": 400}, deadline=30.0)
         )
-        await asyncio.sleep(0.6)
+        await probe_worker.wait_for_requests(1)
+        await _victim_streamed(victim, sent + VICTIM_ITEMS_BEFORE_EACH_STEP)
         assert victim.pid is not None
         os.kill(victim.pid, signal.SIGKILL)
         answer = await call
