@@ -68,6 +68,10 @@ _CONTROL_EVENTS = (
 )
 
 
+def _unwatched(deadline: Deadline) -> None:
+    """No timer: the server's periodic sweep finds the deadline."""
+
+
 class _RefusingH2Connection(h2.connection.H2Connection):
     """hyper-h2, except that a stream past MAX_CONCURRENT_STREAMS does not fail the connection.
 
@@ -116,6 +120,7 @@ class Http2ServerSession:
         transport: asyncio.Transport,
         peer: str,
         body_budget: ByteBudget | None = None,
+        watch: Callable[[Deadline], None] | None = None,
     ) -> None:
         self.limits = limits
         guards = limits.guards
@@ -129,6 +134,11 @@ class Http2ServerSession:
         self.report_wire_error = report_wire_error
         self.transport = transport
         self.peer = peer
+        # Shown every deadline as it is armed, so that it fires on time (the server's DeadlineTimer).
+        self.watch: Callable[[Deadline], None] = watch if watch is not None else _unwatched
+        # When the read being handled arrived (set by the connection around each slice): deadlines of what it
+        # carries run from then, not from when a busy worker got round to it.
+        self.arrived_at: float | None = None
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
         self.h2 = _RefusingH2Connection(config=config)
         self.h2.max_inbound_streams = limits.h2_max_concurrent_streams
@@ -152,7 +162,7 @@ class Http2ServerSession:
         self.closed = False
         self.settings_received = False
         self.settings_deadline = Deadline()  # the peer's SETTINGS (the rest of its preface) are due
-        self.settings_deadline.arm(time.monotonic(), guards.header_timeout)
+        self._arm(self.settings_deadline, time.monotonic(), guards.header_timeout)
         self.idle_deadline = Deadline()
         self._owing: dict[int, None] = {}  # streams with DATA not yet acknowledged, oldest first
         self._handlers: dict[type[h2.events.Event], Callable[..., None]] = {
@@ -167,9 +177,17 @@ class Http2ServerSession:
 
     # -- inbound ----------------------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes, arrived_at: float | None = None) -> None:
+        """Take a read (or a slice of one) that reached the connection at ``arrived_at`` (default: now)."""
         if self.closed:
             return
+        self.arrived_at = arrived_at
+        try:
+            self._take(data)
+        finally:
+            self.arrived_at = None
+
+    def _take(self, data: bytes) -> None:
         try:
             for part in self.goaways.feed(data):
                 if isinstance(part, Goaway):
@@ -238,7 +256,7 @@ class Http2ServerSession:
         if not stream.receiving:
             self._offer(stream_id, stream)
         else:
-            stream.body_deadline.arm(time.monotonic(), self.guards.body_timeout)
+            self._arm(stream.body_deadline, self._now(), self.guards.body_timeout)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         stream_id = event.stream_id
@@ -269,7 +287,7 @@ class Http2ServerSession:
         self.body_budget.take(len(data))
         stream.owed += length
         self._owing[stream_id] = None
-        stream.body_deadline.arm(time.monotonic(), self.guards.body_timeout)
+        self._arm(stream.body_deadline, self._now(), self.guards.body_timeout)
         self._pay_owed()
 
     def _pay_owed(self) -> None:
@@ -366,7 +384,7 @@ class Http2ServerSession:
         window = min(self.h2.local_flow_control_window(stream_id), self.h2.max_outbound_frame_size)
         if window <= 0:
             if stream.send_deadline.at is None:  # parked: the peer has until the deadline to open its window
-                stream.send_deadline.arm(time.monotonic(), self.guards.send_timeout)
+                self._arm(stream.send_deadline, self._now(), self.guards.send_timeout)
             return
         stream.send_deadline.clear()
         chunk, stream.unsent = stream.unsent[:window], stream.unsent[window:]
@@ -374,7 +392,7 @@ class Http2ServerSession:
         if not stream.unsent:
             self._answered(stream_id, stream)
         else:
-            stream.send_deadline.arm(time.monotonic(), self.guards.send_timeout)
+            self._arm(stream.send_deadline, self._now(), self.guards.send_timeout)
 
     def _answered(self, stream_id: int, stream: _Stream) -> None:
         """The answer is complete; stop a body we will never read (RFC 9113 §8.1, NO_ERROR)."""
@@ -393,6 +411,14 @@ class Http2ServerSession:
         return not self.streams
 
     # -- deadlines and budgets --------------------------------------------------------------
+
+    def _now(self) -> float:
+        """The start of a deadline armed now: the arrival of the read being handled, if one is."""
+        return self.arrived_at if self.arrived_at is not None else time.monotonic()
+
+    def _arm(self, deadline: Deadline, now: float, seconds: float | None) -> None:
+        deadline.arm(now, seconds)
+        self.watch(deadline)
 
     def _within_rate_budgets(self, events: list[h2.events.Event]) -> bool:
         """Spend the reset and control-frame budgets on what the peer just sent; False once it is calmed."""
@@ -434,7 +460,7 @@ class Http2ServerSession:
         if self.streams:
             self.idle_deadline.clear()
         elif self.idle_deadline.at is None:
-            self.idle_deadline.arm(now, self.guards.idle_timeout)
+            self._arm(self.idle_deadline, now, self.guards.idle_timeout)
         elif self.idle_deadline.expired(now):
             self.shutdown()
             return
