@@ -184,6 +184,11 @@ class WorkerConfig:
         default=admission.DEFAULT_ADMITTED_BYTES_BUDGET,
         metadata=_S("RP_ADMITTED_BYTES_BUDGET", cfg.parse_size_or_unlimited, cfg.optional(cfg.positive)),
     )
+    # Bytes of one h2 header block before END_HEADERS (CONTINUATION flood); why the default: http/limits.py.
+    http_h2_max_header_block: int = field(
+        default=http_limits.DEFAULT_H2_MAX_HEADER_BLOCK,
+        metadata=_S("RP_HTTP_H2_MAX_HEADER_BLOCK", cfg.parse_int, cfg.positive),
+    )
 
     def __post_init__(self) -> None:
         cfg.validate(self)

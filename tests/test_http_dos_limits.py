@@ -17,6 +17,7 @@ import h2.config
 import h2.connection
 import h2.errors
 import h2.settings
+import hpack
 import pytest
 from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
@@ -301,6 +302,49 @@ def test_h2_ping_flood_gets_enhance_your_calm_and_its_acks_are_dropped() -> None
     driven.feed(conn.data_to_send())
     assert _calmed(driven)
     assert len(driven.transport.output) < 50 * 17 + 1024, "PING acks kept for a peer that is being cut off"
+
+
+def _continuations(stream_id: int, frames: int, size: int, *, last_ends: bool = False) -> bytes:
+    """HEADERS without END_HEADERS opening a request, then ``frames`` CONTINUATION frames of ``size`` bytes."""
+    fields = b"\x00\x05x-pad\x7f\x01" + b"a" * 128
+    pad = (fields * (size // len(fields) + 1))[:size]
+    head = hpack_request()
+    out = len(head).to_bytes(3, "big") + bytes((0x1, 0x0)) + stream_id.to_bytes(4, "big") + head
+    for n in range(frames):
+        flags = 0x4 if last_ends and n == frames - 1 else 0x0
+        out += size.to_bytes(3, "big") + bytes((0x9, flags)) + stream_id.to_bytes(4, "big") + pad
+    return out
+
+
+def hpack_request() -> bytes:
+    block: bytes = hpack.Encoder().encode(
+        [(":method", "POST"), (":scheme", "http"), (":authority", "x"), (":path", "/v1/rpc/echo")]
+    )
+    return block
+
+
+def test_h2_a_header_block_past_its_limit_gets_enhance_your_calm() -> None:
+    driven = Driven(HttpGuards(h2_max_header_block=8192))
+    handshake(driven, client())
+    driven.feed(_continuations(1, 3, 137 * 14, last_ends=True))  # ~5.6 KiB of whole fields, ended: served
+    assert not driven.transport.closed and driven.sink.offers == []  # (no END_STREAM: its body is awaited)
+    driven.feed(_continuations(3, 10, 2048))  # never ended: cut off past 8 KiB, not at h2's 64 frames
+    assert driven.transport.closed
+    goaways = [f for f in h2_frames(bytes(driven.transport.output)) if isinstance(f, GoAwayFrame)]
+    assert goaways and goaways[-1].error_code == ENHANCE_YOUR_CALM
+    assert b"RP_HTTP_H2_MAX_HEADER_BLOCK" in goaways[-1].additional_data
+
+
+def test_h2_a_header_block_left_open_is_closed_at_the_header_timeout() -> None:
+    driven = Driven(HttpGuards(header_timeout=1.0, idle_timeout=60.0))
+    handshake(driven, client())
+    driven.feed(_continuations(1, 2, 100))  # small, but never ended
+    driven.sweep(after=0.5)
+    assert not driven.transport.closed
+    driven.sweep(after=1.5)
+    assert driven.transport.closed
+    goaways = [f for f in h2_frames(bytes(driven.transport.output)) if isinstance(f, GoAwayFrame)]
+    assert goaways and b"header block" in goaways[-1].additional_data
 
 
 def test_h2_deadlines_end_a_stalled_body_and_a_parked_answer() -> None:

@@ -32,7 +32,8 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
-from hyperframe.frame import Frame, HeadersFrame
+from h2.frame_buffer import FrameBuffer
+from hyperframe.frame import Frame, HeadersFrame, PushPromiseFrame
 
 from reference_impl.transport.http.budgets import ByteBudget, Deadline, RateBudget
 from reference_impl.transport.http.http2_goaway import NO_ERROR, PROTOCOL_ERROR, Goaway, GoawayFilter, encode_goaway
@@ -66,6 +67,44 @@ _CONTROL_EVENTS = (
     h2.events.PriorityUpdated,
     h2.events.UnknownFrameReceived,
 )
+
+
+class HeaderBlockTooLarge(h2.exceptions.ProtocolError):
+    """A header block grew past ``HttpGuards.h2_max_header_block`` before it ended: GOAWAY ENHANCE_YOUR_CALM."""
+
+    error_code = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+
+
+class _BoundedFrameBuffer(FrameBuffer):
+    """hyper-h2's frame reader, with a byte limit on a header block that spans CONTINUATION frames.
+
+    h2 gathers a block's frames until END_HEADERS and caps them only at 64
+    frames (1 MiB at the default frame size): a peer that never ends its block
+    (CVE-2024-27316 class) is cut off here once the block passes the limit.
+    """
+
+    def __init__(self, max_block: int) -> None:
+        super().__init__(server=True)
+        self.max_block = max_block
+        self.block_bytes = 0  # bytes of the header block not yet ended (0: none under way)
+
+    @property
+    def block_open(self) -> bool:
+        return bool(self._headers_buffer)
+
+    def _update_header_buffer(self, f: Frame | None) -> Frame | None:
+        starts = isinstance(f, HeadersFrame | PushPromiseFrame) and "END_HEADERS" not in f.flags
+        if f is not None and (self._headers_buffer or starts):
+            data = getattr(f, "data", b"")
+            self.block_bytes += len(data)
+            if self.block_bytes > self.max_block:
+                raise HeaderBlockTooLarge(
+                    f"header block over {self.max_block} bytes without END_HEADERS (RP_HTTP_H2_MAX_HEADER_BLOCK)"
+                )
+        frame = super()._update_header_buffer(f)
+        if not self._headers_buffer:
+            self.block_bytes = 0
+        return frame
 
 
 def _unwatched(deadline: Deadline) -> None:
@@ -143,6 +182,9 @@ class Http2ServerSession:
         self.h2 = _RefusingH2Connection(config=config)
         self.h2.max_inbound_streams = limits.h2_max_concurrent_streams
         self.h2.over_limit = set()
+        self.frames = _BoundedFrameBuffer(guards.h2_max_header_block)
+        self.h2.incoming_buffer = self.frames
+        self.block_deadline = Deadline()  # a header block under way (CONTINUATION frames to come) must end by then
         self.h2.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -206,6 +248,10 @@ class Http2ServerSession:
 
     def _receive(self, part: bytes) -> None:
         events = self.h2.receive_data(part)
+        if not self.frames.block_open:
+            self.block_deadline.clear()
+        elif self.block_deadline.at is None:
+            self._arm(self.block_deadline, self._now(), self.guards.header_timeout)
         if not self._within_rate_budgets(events):
             return
         # A stream reset while h2 read this part (by the peer, or by h2 for a stream error such as
@@ -443,6 +489,9 @@ class Http2ServerSession:
             return
         if self.settings_deadline.expired(now):
             self._fail_slow("sent no SETTINGS after its preface in time")
+            return
+        if self.block_deadline.expired(now):
+            self._fail_slow("did not end a header block (CONTINUATION frames) in time")
             return
         for stream_id, stream in list(self.streams.items()):
             if stream.body_deadline.expired(now) and stream.endpoint is not None:
