@@ -43,7 +43,9 @@ class Admission:
 
     def try_admit(self, size: int = 0) -> bool:
         """Admit a request whose payload is ``size`` bytes (held until :meth:`started`), if count and bytes allow."""
-        if self.admitted >= self.max_concurrency + self.queue_size or not self.bytes_fit(size):
+        if self.admitted >= self.max_concurrency + self.queue_size:
+            return False
+        if not self.bytes_fit(size):
             return False
         self.admitted += 1
         self.waiting_bytes += size
