@@ -140,6 +140,21 @@ def test_deadline_timer_never_queues_a_deadline_before_it_passes() -> None:
     assert owner.checked == [1e9] and len(timer) == 0
 
 
+def test_deadline_timer_leaves_far_deadlines_to_the_sweep_and_holds_owners_weakly() -> None:
+    timer = DeadlineTimer(clock=FakeClock(), horizon=30.0)
+    owner = Owner()
+    far = Deadline()
+    far.arm(100.0, 120.0)  # an idle timeout: the sweep's business
+    timer.watch(far, owner)
+    assert len(timer) == 0 and far.queued_at is None
+    gone, near = Owner(), Deadline()
+    near.arm(100.0, 1.0)
+    timer.watch(near, gone)
+    del gone  # its connection closed: the timer does not keep it, nor call it
+    timer.fire(102.0)
+    assert len(timer) == 0 and owner.checked == []
+
+
 async def test_deadline_timer_closes_a_silent_connection_on_time_without_the_sweep() -> None:
     guards = HttpGuards(header_timeout=0.2, idle_timeout=60.0)  # the sweep would run every 1 s at most...
     server = HttpRequestServer(RecordingSink(None), guards=guards)

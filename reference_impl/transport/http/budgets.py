@@ -21,6 +21,7 @@ import itertools
 import logging
 import math
 import time
+import weakref
 from collections.abc import Callable
 from typing import Protocol
 
@@ -113,6 +114,9 @@ class DeadlineOwner(Protocol):
 
 
 TIMER_TICK_S = 0.01  # deadlines are rounded up to this: ones armed together fire in one pass, at most 10 ms late
+# Deadlines further ahead than this are left to the sweep (idle timeouts: minutes, where a sweep's lateness does not
+# matter), so that the heap holds seconds' worth of entries, not one per connection opened in the last minutes.
+TIMER_HORIZON_S = 30.0
 
 
 class DeadlineTimer:
@@ -123,13 +127,18 @@ class DeadlineTimer:
     queued at or before its time is not queued again; one moved later is
     queued again when its old time comes), and owners with deadlines due
     together are each checked once per pass.  Deadlines that are never watched
-    are still found by the owner's periodic sweep.
+    are still found by the owner's periodic sweep, as are those beyond
+    ``horizon``.  Owners are held weakly: a closed connection is not kept
+    alive by its deadlines.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, tick: float = TIMER_TICK_S) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, tick: float = TIMER_TICK_S, horizon: float = TIMER_HORIZON_S
+    ) -> None:
         self.clock = clock
         self.tick = tick
-        self._heap: list[tuple[float, int, Deadline, DeadlineOwner]] = []
+        self.horizon = horizon
+        self._heap: list[tuple[float, int, Deadline, weakref.ref[DeadlineOwner]]] = []
         self._order = itertools.count()
         self._handle: asyncio.TimerHandle | None = None
         self._handle_at: float | None = None
@@ -139,7 +148,7 @@ class DeadlineTimer:
 
     def watch(self, deadline: Deadline, owner: DeadlineOwner) -> None:
         """Check ``owner`` when ``deadline`` (as armed now) passes; a cleared deadline is ignored."""
-        if deadline.at is None:
+        if deadline.at is None or deadline.at - self.clock() > self.horizon:
             return
         at = math.ceil(deadline.at / self.tick) * self.tick
         if at < deadline.at:
@@ -147,18 +156,19 @@ class DeadlineTimer:
         if deadline.queued_at is not None and deadline.queued_at <= at:
             return  # an earlier entry will look at it, and queue it again if it has moved
         deadline.queued_at = at
-        heapq.heappush(self._heap, (at, next(self._order), deadline, owner))
+        heapq.heappush(self._heap, (at, next(self._order), deadline, weakref.ref(owner)))
         self._schedule()
 
     def fire(self, now: float) -> None:
         """Check the owners of every deadline passed by ``now`` (the event-loop timer calls this)."""
         due: dict[int, DeadlineOwner] = {}
         while self._heap and self._heap[0][0] <= now:
-            at, _, deadline, owner = heapq.heappop(self._heap)
+            at, _, deadline, owner_ref = heapq.heappop(self._heap)
             if deadline.queued_at != at:
                 continue  # queued again earlier since: that entry stands for it
             deadline.queued_at = None
-            if deadline.at is None:
+            owner = owner_ref()
+            if deadline.at is None or owner is None:
                 continue
             if deadline.at > at:
                 self.watch(deadline, owner)  # moved later since it was queued (then queued after ``at``)
