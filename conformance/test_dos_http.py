@@ -55,10 +55,11 @@ ZERO_WINDOW_RESET_BOUND_S = 6.0
 FLOOD_SECONDS = 3.0
 FLOOD_STALLED_S = 1.0  # "stopped reading": no burst of the flood taken during the attack's last second
 FLOOD_RSS_GROWTH_BOUND = 64 * MIB  # acks owed to a peer that does not read are bounded, not queued
-# CONTINUATION flood: one 16 KiB frame every 20 ms (so the worker reads each as it comes, and what was sent when
-# it closed is what it took, within a frame or two), for up to 2 MiB or 3 s; the block must be cut off by 256 KiB.
+# CONTINUATION flood: one 16 KiB frame every 50 ms (so the worker reads each as it comes, and what was sent when it
+# closed is what it took, give or take the frames of its reaction time: 12 frames, 600 ms, between a 64 KiB limit
+# and the bound), for up to 3 s; the block must be cut off by 256 KiB.  hyper-h2's own cap (64 frames) comes later.
 CONTINUATION_BLOCK_BOUND = 256 * 1024
-CONTINUATION_OPTIONS = {"frame_bytes": 16_384, "interval": 0.02, "max_bytes": 2 * MIB, "duration": 3.0}
+CONTINUATION_OPTIONS = {"frame_bytes": 16_384, "interval": 0.05, "max_bytes": 2 * MIB, "duration": 3.0}
 FD_SLACK = 8  # descriptors the worker may legitimately still hold (its own listeners, a closing call-home)
 LEFTOVER_WAIT_S = 3.0  # how long "nothing left behind" may take after the attacker is gone
 
