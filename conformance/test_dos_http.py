@@ -55,6 +55,11 @@ ZERO_WINDOW_RESET_BOUND_S = 6.0
 FLOOD_SECONDS = 3.0
 FLOOD_STALLED_S = 1.0  # "stopped reading": no burst of the flood taken during the attack's last second
 FLOOD_RSS_GROWTH_BOUND = 64 * MIB  # acks owed to a peer that does not read are bounded, not queued
+# CONTINUATION flood: one 16 KiB frame every 50 ms (so the worker reads each as it comes, and what was sent when it
+# closed is what it took, give or take the frames of its reaction time: 12 frames, 600 ms, between a 64 KiB limit
+# and the bound), for up to 3 s; the block must be cut off by 256 KiB.  hyper-h2's own cap (64 frames) comes later.
+CONTINUATION_BLOCK_BOUND = 256 * 1024
+CONTINUATION_OPTIONS = {"frame_bytes": 16_384, "interval": 0.05, "max_bytes": 2 * MIB, "duration": 3.0}
 FD_SLACK = 8  # descriptors the worker may legitimately still hold (its own listeners, a closing call-home)
 LEFTOVER_WAIT_S = 3.0  # how long "nothing left behind" may take after the attacker is gone
 
@@ -76,6 +81,7 @@ class Attacked:
             f"legit: {self.legit.summary()}; GOAWAY codes "
             f"{sorted(set(out['goaway_codes']))}, {len(out['closed_at'])} closes, {out['resets_received']} resets, "
             f"last burst taken at {out['last_accepted_at']:.1f} s; "
+            f"header block taken {out['taken_bytes'] / 1024:.0f} KiB; "
             f"fds {self.fds_before} -> {self.fds_after}; notes {out['notes'][:3]}"
         )
 
@@ -161,6 +167,20 @@ async def test_h2_ping_and_settings_floods_are_cut_short(fresh_worker: WorkerUnd
     assert result.rss.growth <= FLOOD_RSS_GROWTH_BOUND, (
         f"worker memory over +{FLOOD_RSS_GROWTH_BOUND // MIB} MiB (acks queued for a peer that does not read): "
         f"{result.describe()}"
+    )
+    result.assert_service_kept()
+    result.assert_nothing_left()
+
+
+@pytest.mark.req("ROB-DOS-H2-CONTINUATION")
+async def test_h2_a_header_block_that_never_ends_is_cut_off(fresh_worker: WorkerUnderTest, wire_client: WireClient):
+    result = await _attack(fresh_worker, wire_client, "h2-continuation-flood", dict(CONTINUATION_OPTIONS))
+    outcome = result.outcome
+    taken = outcome["taken_bytes"]
+    assert outcome["closed_at"] and taken <= CONTINUATION_BLOCK_BOUND, (
+        f"a header block without END_HEADERS was taken up to {taken} bytes "
+        f"({'then the connection was closed' if outcome['closed_at'] else 'and the connection kept'}), "
+        f"bound {CONTINUATION_BLOCK_BOUND}: {result.describe()}"
     )
     result.assert_service_kept()
     result.assert_nothing_left()

@@ -6,7 +6,7 @@ legitimate ``echo`` caller alongside (TCP attacks from ``fixtures.dos.attacks``
 in this process; HTTP ones from ``fixtures.dos.http_attacks`` in their own, rows
 in ``loadtests.dos_bench_http``), and prints per scenario: peak RSS over the
 baseline, RSS over the baseline 10 s after the attacker left, the legitimate
-requests' p50/p99/max and failures, descriptors left, what the attack left
+requests' p50/p99/max and failures, descriptors and asyncio tasks left, what the attack left
 open, and which of the issue's targets were missed.  Machine facts (cores, load
 average before and after) come with the table, since the figures depend on them.
 
@@ -65,6 +65,7 @@ AFTER_TARGET = 64 * MIB
 P99_TARGET_S = 0.5
 FD_SLACK = 4  # descriptors a worker may still hold after settling: a call-home of the last legit call closing
 FD_SETTLE_S = 3.0
+TASK_SLACK = 0  # asyncio tasks the worker may still run after settling, over its count before the attack
 LEGIT_TIMEOUT_S = 5.0  # a legitimate call slower than this is a failure
 
 LIMITS_ON = {
@@ -106,6 +107,10 @@ class Worker:
         (record,) = self.discovery.records(EndpointId("dos", "bench", endpoint))
         return record
 
+    async def tasks(self) -> int:
+        """asyncio tasks alive in the worker's process (the reference adapter's ``tasks`` op)."""
+        return int((await self.adapter.request("tasks"))["tasks"])
+
     @property
     def pid(self) -> int:
         assert self.adapter.pid is not None
@@ -137,6 +142,7 @@ class Figures:
     legit: LegitLatencies
     fds_left: int
     seen: Seen
+    tasks_left: int = 0  # asyncio tasks in the worker after settling, over its count before the attack
 
     @property
     def p99_counting_failures(self) -> float:
@@ -152,6 +158,7 @@ class Figures:
                 (f"RSS {AFTER_S:.0f} s after", self.after <= AFTER_TARGET),
                 ("p99", self.p99_counting_failures <= P99_TARGET_S),
                 ("fds", self.fds_left <= FD_SLACK),
+                ("tasks", self.tasks_left <= TASK_SLACK),
             )
             if not ok
         ]
@@ -170,6 +177,7 @@ class Figures:
             f"{self.after / MIB:+.0f} MiB",
             latency + failed,
             f"{self.fds_left:+d}",
+            f"{self.tasks_left:+d}",
             self.seen.attacker,
             "missed: " + ", ".join(missed) if missed else "met",
         ]
@@ -274,17 +282,31 @@ async def measure(scenario: Scenario, env: dict[str, str]) -> Figures:
             await legit()  # warm: the legit caller's connection and first-call costs are not the attack's
             await asyncio.sleep(0.5)
             baseline, fds_before = tree_rss_bytes(worker.pid), tree_open_fds(worker.pid)
+            tasks_before = await worker.tasks()
             with PeakRss(worker.pid) as peak:
                 seen, latencies = await legit_during(scenario.run(worker, client), legit, call_timeout=LEGIT_TIMEOUT_S)
             if seen.held is not None:
                 await seen.held.close()
             after = await rss_after(worker.pid, baseline)
             fds_after = await settle(lambda: tree_open_fds(worker.pid), fds_before, FD_SETTLE_S)
-            return Figures(peak.peak - baseline, after - baseline, latencies, fds_after - fds_before, seen)
+            tasks_after = await settle_tasks(worker, tasks_before + TASK_SLACK, FD_SETTLE_S)
+            figures = Figures(peak.peak - baseline, after - baseline, latencies, fds_after - fds_before, seen)
+            figures.tasks_left = tasks_after - tasks_before
+            return figures
         finally:
             await worker.adapter.stop()
             await client.close()
             await recorder.close()
+
+
+async def settle_tasks(worker: Worker, target: int, timeout: float) -> int:
+    """The worker's asyncio task count once it is at most ``target``, or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        count = await worker.tasks()
+        if count <= target or time.monotonic() >= deadline:
+            return count
+        await asyncio.sleep(0.1)
 
 
 async def rss_after(pid: int, baseline: int) -> int:
@@ -322,7 +344,17 @@ async def main(selected: list[str]) -> None:
     print(machine_facts())
     print(f"started {moment()}", flush=True)
     rows = [
-        ["scenario", "limits", "peak RSS", f"{AFTER_S:.0f} s after", "legit p50/p99/max", "fds", "attacker", "targets"]
+        [
+            "scenario",
+            "limits",
+            "peak RSS",
+            f"{AFTER_S:.0f} s after",
+            "legit p50/p99/max",
+            "fds",
+            "tasks",
+            "attacker",
+            "targets",
+        ]
     ]
     for name in selected:
         scenario = SCENARIOS[name]
@@ -330,7 +362,7 @@ async def main(selected: list[str]) -> None:
             try:
                 cells = (await measure(scenario, {**scenario.env, **limits})).cells(scenario.check)
             except Exception as exc:  # one broken row must not lose the others' figures
-                cells = ["-", "-", "-", "-", f"bench error: {type(exc).__name__}: {exc}"[:120], "not measured"]
+                cells = ["-", "-", "-", "-", "-", f"bench error: {type(exc).__name__}: {exc}"[:120], "not measured"]
             rows.append([name, label, *cells])
             print(f"{name} [{label}]: {' | '.join(cells)}", file=sys.stderr, flush=True)
     print(f"finished {moment()}")
@@ -347,7 +379,8 @@ async def main(selected: list[str]) -> None:
     print(
         f"targets (issue 13): peak RSS <= baseline + {PEAK_TARGET // MIB} MiB; <= baseline + {AFTER_TARGET // MIB} "
         f"MiB within {AFTER_S:.0f} s after; legit p99 <= {P99_TARGET_S * 1000:.0f} ms (a failed call counts as "
-        f"unanswered); fds left <= {FD_SLACK}; deadlines met within {DEADLINE_SLACK_S:.0f} s of slack"
+        f"unanswered); fds left <= {FD_SLACK}; tasks left <= {TASK_SLACK}; "
+        f"deadlines met within {DEADLINE_SLACK_S:.0f} s of slack"
     )
     print()
     print(table(rows))

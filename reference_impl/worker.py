@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reference_impl import admission
 from reference_impl import config as cfg
 from reference_impl.admission import Admission
 from reference_impl.context import RequestContext
@@ -176,6 +177,18 @@ class WorkerConfig:
         default=http_limits.DEFAULT_MAX_BODY_CHUNKS,
         metadata=_S("RP_HTTP_MAX_BODY_CHUNKS", cfg.parse_int, cfg.positive),
     )
+    # --- added for issue 13 (dos2) ---
+    # Payload bytes of requests admitted but not yet started, all planes together; 0: no limit.  Default and
+    # why: reference_impl/admission.py (the issue's 256 MiB allowance; queue_size x 32 MiB would be 1.3 TB).
+    admitted_bytes_budget: int | None = field(
+        default=admission.DEFAULT_ADMITTED_BYTES_BUDGET,
+        metadata=_S("RP_ADMITTED_BYTES_BUDGET", cfg.parse_size_or_unlimited, cfg.optional(cfg.positive)),
+    )
+    # Bytes of one h2 header block before END_HEADERS (CONTINUATION flood); why the default: http/limits.py.
+    http_h2_max_header_block: int = field(
+        default=http_limits.DEFAULT_H2_MAX_HEADER_BLOCK,
+        metadata=_S("RP_HTTP_H2_MAX_HEADER_BLOCK", cfg.parse_int, cfg.positive),
+    )
 
     def __post_init__(self) -> None:
         cfg.validate(self)
@@ -234,7 +247,9 @@ class Worker:
         self.instance_id = instance_id if instance_id is not None else secrets.randbits(64)
         self._endpoints: dict[str, _Endpoint] = {}
         self._routes: dict[tuple[str, str], _Endpoint] = {}
-        self._admission = Admission(self.config.max_concurrency, self.config.queue_size)
+        self._admission = Admission(
+            self.config.max_concurrency, self.config.queue_size, self.config.admitted_bytes_budget
+        )
         self._decode_limits = self.config.decode_limits
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: PlaneServer | None = None
@@ -309,7 +324,9 @@ class Worker:
             return ack.unknown_endpoint(route_key)
         if self._stopping:
             return ack.SHUTTING_DOWN
-        if not self._admission.try_admit():
+        if not self._admission.bytes_fit(len(payload)):
+            return ack.admitted_bytes_exhausted(len(payload), self._admission.bytes_free or 0)
+        if not self._admission.try_admit(len(payload)):
             return ack.AT_CAPACITY
         self._spawn(self._process(endpoint, payload, dict(headers), on_done))
         return None
@@ -325,10 +342,15 @@ class Worker:
         size = len(payload)
         handed = [payload]  # _answer takes the only reference, so the raw request is freed once parsed
         del payload
+        waiting = True  # its bytes count against the admitted-bytes budget until it gets a running slot
         try:
             async with self._admission.running():
+                waiting = False
+                self._admission.started(size)
                 connection = await self._answer(endpoint, handed, headers)
         finally:
+            if waiting:
+                self._admission.started(size)
             self._admission.release()
             if on_done is not None:
                 on_done()

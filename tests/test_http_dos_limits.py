@@ -17,11 +17,12 @@ import h2.config
 import h2.connection
 import h2.errors
 import h2.settings
+import hpack
 import pytest
 from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
 from reference_impl.transport.http import server as server_module
-from reference_impl.transport.http.budgets import ByteBudget, Deadline, RateBudget
+from reference_impl.transport.http.budgets import ByteBudget, Deadline, DeadlineTimer, RateBudget
 from reference_impl.transport.http.http1_server import Http1ServerSession
 from reference_impl.transport.http.http2_server import PREFACE, Http2ServerSession
 from reference_impl.transport.http.limits import HttpGuards
@@ -80,6 +81,97 @@ def test_deadline_arms_clears_and_expires() -> None:
     assert not deadline.expired(1e9)
 
 
+class Owner:
+    """Records when the timer told it to look at its deadlines."""
+
+    def __init__(self) -> None:
+        self.checked: list[float] = []
+
+    def check_deadlines(self, now: float) -> None:
+        self.checked.append(now)
+
+
+def test_deadline_timer_fires_each_owner_once_when_its_deadlines_pass() -> None:
+    timer = DeadlineTimer(clock=FakeClock())
+    first, second = Owner(), Owner()
+    deadlines = [Deadline() for _ in range(3)]
+    for deadline in deadlines:
+        deadline.arm(100.0, 5.0)
+        timer.watch(deadline, first)
+    late = Deadline()
+    late.arm(100.0, 7.0)
+    timer.watch(late, second)
+    timer.fire(104.99)
+    assert first.checked == [] and second.checked == []
+    timer.fire(105.01)  # deadlines are rounded up to the 10 ms tick: three due at once, one check
+    assert first.checked == [105.01] and second.checked == []
+    timer.fire(107.01)
+    assert second.checked == [107.01] and len(timer) == 0
+
+
+def test_deadline_timer_follows_a_deadline_moved_later_and_forgets_a_cleared_one() -> None:
+    timer = DeadlineTimer(clock=FakeClock())
+    owner = Owner()
+    moved, cleared = Deadline(), Deadline()
+    moved.arm(100.0, 1.0)
+    timer.watch(moved, owner)
+    moved.arm(100.5, 1.0)  # re-armed later (more DATA came): the queued entry is not duplicated
+    timer.watch(moved, owner)
+    cleared.arm(100.0, 1.0)
+    timer.watch(cleared, owner)
+    cleared.clear()
+    assert len(timer) == 1 + 1
+    timer.fire(101.2)  # moved: queued again for 101.5, nobody told; cleared: dropped
+    assert owner.checked == [] and len(timer) == 1
+    timer.fire(101.5)
+    assert owner.checked == [101.5] and len(timer) == 0
+
+
+def test_deadline_timer_never_queues_a_deadline_before_it_passes() -> None:
+    """Float rounding to the tick must not leave an entry due before its deadline (it would be re-queued forever)."""
+    timer = DeadlineTimer(clock=FakeClock())
+    owner = Owner()
+    for hundredths in range(10_000, 10_300):
+        deadline = Deadline()
+        deadline.at = hundredths * 0.01 + 1e-12
+        timer.watch(deadline, owner)
+        assert deadline.queued_at is not None and deadline.queued_at >= deadline.at
+    timer.fire(1e9)
+    assert owner.checked == [1e9] and len(timer) == 0
+
+
+def test_deadline_timer_leaves_far_deadlines_to_the_sweep_and_holds_owners_weakly() -> None:
+    timer = DeadlineTimer(clock=FakeClock(), horizon=30.0)
+    owner = Owner()
+    far = Deadline()
+    far.arm(100.0, 120.0)  # an idle timeout: the sweep's business
+    timer.watch(far, owner)
+    assert len(timer) == 0 and far.queued_at is None
+    gone, near = Owner(), Deadline()
+    near.arm(100.0, 1.0)
+    timer.watch(near, gone)
+    del gone  # its connection closed: the timer does not keep it, nor call it
+    timer.fire(102.0)
+    assert len(timer) == 0 and owner.checked == []
+
+
+async def test_deadline_timer_closes_a_silent_connection_on_time_without_the_sweep() -> None:
+    guards = HttpGuards(header_timeout=0.2, idle_timeout=60.0)  # the sweep would run every 1 s at most...
+    server = HttpRequestServer(RecordingSink(None), guards=guards)
+    await server.start()
+    assert server._sweeper is not None
+    server._sweeper.cancel()  # ...and here not at all: only the timer can close it
+    try:
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(b"POST /v1/rpc/echo HTTP/1.1\r\n")  # a head never finished
+        started = time.monotonic()
+        assert await asyncio.wait_for(reader.read(), 2.0) is not None  # EOF (or the 408) once closed
+        assert 0.15 <= time.monotonic() - started < 0.6
+        writer.close()
+    finally:
+        await server.close()
+
+
 def test_guards_refuse_nonsense_and_workerconfig_reads_the_variables() -> None:
     with pytest.raises(ValueError, match="header_timeout"):
         HttpGuards(header_timeout=0)
@@ -108,7 +200,12 @@ class Driven:
         self.connection.connection_made(self.transport)
 
     def feed(self, data: bytes) -> None:
+        """Hand over a read and run the loop pass that works on it (under a running loop it is deferred)."""
         self.connection.data_received(data)
+        pending = self.connection._continuation
+        if pending is not None:
+            pending.cancel()
+            self.connection._work()
 
     def sweep(self, after: float) -> None:
         self.connection.check_deadlines(time.monotonic() + after)
@@ -220,6 +317,49 @@ def test_h2_ping_flood_gets_enhance_your_calm_and_its_acks_are_dropped() -> None
     driven.feed(conn.data_to_send())
     assert _calmed(driven)
     assert len(driven.transport.output) < 50 * 17 + 1024, "PING acks kept for a peer that is being cut off"
+
+
+def _continuations(stream_id: int, frames: int, size: int, *, last_ends: bool = False) -> bytes:
+    """HEADERS without END_HEADERS opening a request, then ``frames`` CONTINUATION frames of ``size`` bytes."""
+    fields = b"\x00\x05x-pad\x7f\x01" + b"a" * 128
+    pad = (fields * (size // len(fields) + 1))[:size]
+    head = hpack_request()
+    out = len(head).to_bytes(3, "big") + bytes((0x1, 0x0)) + stream_id.to_bytes(4, "big") + head
+    for n in range(frames):
+        flags = 0x4 if last_ends and n == frames - 1 else 0x0
+        out += size.to_bytes(3, "big") + bytes((0x9, flags)) + stream_id.to_bytes(4, "big") + pad
+    return out
+
+
+def hpack_request() -> bytes:
+    block: bytes = hpack.Encoder().encode(
+        [(":method", "POST"), (":scheme", "http"), (":authority", "x"), (":path", "/v1/rpc/echo")]
+    )
+    return block
+
+
+def test_h2_a_header_block_past_its_limit_gets_enhance_your_calm() -> None:
+    driven = Driven(HttpGuards(h2_max_header_block=8192))
+    handshake(driven, client())
+    driven.feed(_continuations(1, 3, 137 * 14, last_ends=True))  # ~5.6 KiB of whole fields, ended: served
+    assert not driven.transport.closed and driven.sink.offers == []  # (no END_STREAM: its body is awaited)
+    driven.feed(_continuations(3, 10, 2048))  # never ended: cut off past 8 KiB, not at h2's 64 frames
+    assert driven.transport.closed
+    goaways = [f for f in h2_frames(bytes(driven.transport.output)) if isinstance(f, GoAwayFrame)]
+    assert goaways and goaways[-1].error_code == ENHANCE_YOUR_CALM
+    assert b"RP_HTTP_H2_MAX_HEADER_BLOCK" in goaways[-1].additional_data
+
+
+def test_h2_a_header_block_left_open_is_closed_at_the_header_timeout() -> None:
+    driven = Driven(HttpGuards(header_timeout=1.0, idle_timeout=60.0))
+    handshake(driven, client())
+    driven.feed(_continuations(1, 2, 100))  # small, but never ended
+    driven.sweep(after=0.5)
+    assert not driven.transport.closed
+    driven.sweep(after=1.5)
+    assert driven.transport.closed
+    goaways = [f for f in h2_frames(bytes(driven.transport.output)) if isinstance(f, GoAwayFrame)]
+    assert goaways and b"header block" in goaways[-1].additional_data
 
 
 def test_h2_deadlines_end_a_stalled_body_and_a_parked_answer() -> None:

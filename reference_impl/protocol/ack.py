@@ -33,6 +33,11 @@ def buffer_budget_exhausted(wanted: int, available: int) -> str:
     return f"{OVERLOADED_PREFIX} request buffer budget exhausted ({wanted} bytes wanted, {available} free)"
 
 
+def admitted_bytes_exhausted(wanted: int, available: int) -> str:
+    """Refusal when the payloads admitted but not yet started would exceed the worker's bytes budget."""
+    return f"{OVERLOADED_PREFIX} admitted request bytes budget exhausted ({wanted} bytes wanted, {available} free)"
+
+
 def read_error(reason: str) -> str:
     """Fatal read error: sent just before the worker closes the connection."""
     return f"{UNAVAILABLE_PREFIX} read error: {reason}"

@@ -144,7 +144,7 @@ async def _drive(
         if transport.closed:
             break  # asyncio delivers nothing after close()
         connection.data_received(chunk)
-        await until_reading(transport)
+        await until_reading(transport, connection)
         largest = max(largest, len(chunk))
         _check_bounds(connection, largest)
     if shutdown and not transport.closed:
@@ -154,9 +154,15 @@ async def _drive(
     connection.connection_lost(None)
 
 
-async def until_reading(transport: RecordingTransport) -> None:
-    """As asyncio does, deliver nothing more while the connection has paused reading (it works in turns)."""
-    while not transport.reading and not transport.closed:
+async def until_reading(transport: RecordingTransport, connection: _HttpConnection | None = None) -> None:
+    """As asyncio does, deliver nothing more while the connection has paused reading (it works in turns).
+
+    With ``connection``, also until it has worked on what it was handed (a read is worked on in the loop's
+    next pass), so that what follows sees its effects.
+    """
+    while not transport.closed and (
+        not transport.reading or (connection is not None and connection._continuation is not None)
+    ):
         await asyncio.sleep(0)
 
 

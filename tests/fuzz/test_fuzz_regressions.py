@@ -19,7 +19,15 @@ from reference_impl.protocol.response_stream import CallerStream, ProtocolViolat
 from reference_impl.transport.http.server import HttpRequestServer, _HttpConnection
 from reference_impl.wire import two_part
 from tests.fuzz.fuzz_input import pack
-from tests.fuzz.http_targets import ENDPOINT, RecordingSink, RecordingTransport, check_http2, event_loop, h2_frames
+from tests.fuzz.http_targets import (
+    ENDPOINT,
+    RecordingSink,
+    RecordingTransport,
+    check_http2,
+    event_loop,
+    h2_frames,
+    until_reading,
+)
 from tests.fuzz.targets import TARGETS
 
 # --- in-stream error items: annotated.unwrap ---------------------------------------------------------
@@ -137,6 +145,7 @@ def test_data_after_end_stream_resets_only_that_stream_and_other_streams_are_ans
     async def exchange() -> None:
         connection.connection_made(transport)
         connection.data_received(wire)
+        await until_reading(transport, connection)
 
     event_loop().run_until_complete(exchange())
     assert sink.offers == [(ENDPOINT, b"body")]
@@ -166,7 +175,9 @@ def test_a_frame_for_a_stream_that_is_not_open_is_named_in_the_goaway() -> None:
     async def exchange() -> None:
         connection.connection_made(transport)
         connection.data_received(client.data_to_send())
+        await until_reading(transport, connection)  # two reads: the request is served before the bad frame comes
         connection.data_received(data_on_idle_stream)
+        await until_reading(transport, connection)
 
     event_loop().run_until_complete(exchange())
     assert sink.offers == [(ENDPOINT, b"")]
@@ -202,6 +213,7 @@ def test_an_early_answer_to_a_stream_whose_end_is_in_the_same_read_keeps_the_con
     async def exchange() -> None:
         connection.connection_made(transport)
         connection.data_received(client.data_to_send())
+        await until_reading(transport, connection)
 
     event_loop().run_until_complete(exchange())
     assert sink.offers == [(ENDPOINT, b"")]

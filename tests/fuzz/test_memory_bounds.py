@@ -142,7 +142,7 @@ def drive(session_input: Iterator[bytes], body_limit: int) -> tuple[HttpRequestS
             if transport.closed:
                 break
             connection.data_received(chunk)
-            await until_reading(transport)
+            await until_reading(transport, connection)
         connection.eof_received()
 
     peak = peak_while(lambda: event_loop().run_until_complete(feed()))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import h11
 
@@ -54,6 +55,10 @@ HEAD_TIMEOUT = "request head not received in time"
 TOO_MANY_CHUNKS = "too many chunks in a chunked body"
 
 
+def _unwatched(deadline: Deadline) -> None:
+    """No timer: the server's periodic sweep finds the deadline."""
+
+
 class Http1ServerSession:
     def __init__(
         self,
@@ -63,6 +68,7 @@ class Http1ServerSession:
         transport: asyncio.Transport,
         peer: str,
         body_budget: ByteBudget | None = None,
+        watch: Callable[[Deadline], None] | None = None,
     ) -> None:
         self.limits = limits
         self.guards = limits.guards
@@ -71,6 +77,8 @@ class Http1ServerSession:
         self.report_wire_error = report_wire_error
         self.transport = transport
         self.peer = peer
+        # Shown every deadline as it is armed, so that it fires on time (the server's DeadlineTimer).
+        self.watch: Callable[[Deadline], None] = watch if watch is not None else _unwatched
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_size)
         self.endpoint: str | None = None  # set while collecting the body of a routed request
         self.headers: dict[str, str] = {}
@@ -84,19 +92,20 @@ class Http1ServerSession:
         self.head_deadline = Deadline()  # armed by the first byte of a head (here: the accept, just before)
         self.body_deadline = Deadline()
         self.idle_deadline = Deadline()
-        self.head_deadline.arm(time.monotonic(), self.guards.header_timeout)
+        self._arm(self.head_deadline, time.monotonic(), self.guards.header_timeout)
 
     # -- inbound ----------------------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes, arrived_at: float | None = None) -> None:
+        """Take a read (or a slice of one) that reached the connection at ``arrived_at`` (default: now)."""
         if self.draining:
             return
-        now = time.monotonic()
+        now = arrived_at if arrived_at is not None else time.monotonic()
         if self.awaiting_head and self.head_deadline.at is None:
-            self.head_deadline.arm(now, self.guards.header_timeout)
+            self._arm(self.head_deadline, now, self.guards.header_timeout)
         self.idle_deadline.clear()
         if self.endpoint is not None:
-            self.body_deadline.arm(now, self.guards.body_timeout)
+            self._arm(self.body_deadline, now, self.guards.body_timeout)
         self.h11.receive_data(data)
         self._process()
 
@@ -163,7 +172,7 @@ class Http1ServerSession:
         self._drop_body()
         self.endpoint = decision.endpoint
         self.headers = sink_headers(request.headers)
-        self.body_deadline.arm(time.monotonic(), self.guards.body_timeout)
+        self._arm(self.body_deadline, time.monotonic(), self.guards.body_timeout)
         if self.h11.they_are_waiting_for_100_continue:
             self._write(self.h11.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")))
 
@@ -217,7 +226,7 @@ class Http1ServerSession:
         self.awaiting_head = True
         self.head_scanned = False
         self.head_deadline.clear()
-        self.idle_deadline.arm(time.monotonic(), self.guards.idle_timeout)
+        self._arm(self.idle_deadline, time.monotonic(), self.guards.idle_timeout)
 
     # -- answering ----------------------------------------------------------------------
 
@@ -292,6 +301,10 @@ class Http1ServerSession:
     @property
     def idle(self) -> bool:
         return not self.in_request
+
+    def _arm(self, deadline: Deadline, now: float, seconds: float | None) -> None:
+        deadline.arm(now, seconds)
+        self.watch(deadline)
 
     def check_deadlines(self, now: float) -> None:
         """Called by the server's sweep: a head or body too slow, or a keep-alive idle too long, ends here."""

@@ -32,7 +32,8 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
-from hyperframe.frame import Frame, HeadersFrame
+from h2.frame_buffer import FrameBuffer
+from hyperframe.frame import Frame, HeadersFrame, PushPromiseFrame
 
 from reference_impl.transport.http.budgets import ByteBudget, Deadline, RateBudget
 from reference_impl.transport.http.http2_goaway import NO_ERROR, PROTOCOL_ERROR, Goaway, GoawayFilter, encode_goaway
@@ -66,6 +67,48 @@ _CONTROL_EVENTS = (
     h2.events.PriorityUpdated,
     h2.events.UnknownFrameReceived,
 )
+
+
+class HeaderBlockTooLarge(h2.exceptions.ProtocolError):
+    """A header block grew past ``HttpGuards.h2_max_header_block`` before it ended: GOAWAY ENHANCE_YOUR_CALM."""
+
+    error_code = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+
+
+class _BoundedFrameBuffer(FrameBuffer):
+    """hyper-h2's frame reader, with a byte limit on a header block that spans CONTINUATION frames.
+
+    h2 gathers a block's frames until END_HEADERS and caps them only at 64
+    frames (1 MiB at the default frame size): a peer that never ends its block
+    (CVE-2024-27316 class) is cut off here once the block passes the limit.
+    """
+
+    def __init__(self, max_block: int) -> None:
+        super().__init__(server=True)
+        self.max_block = max_block
+        self.block_bytes = 0  # bytes of the header block not yet ended (0: none under way)
+
+    @property
+    def block_open(self) -> bool:
+        return bool(self._headers_buffer)
+
+    def _update_header_buffer(self, f: Frame | None) -> Frame | None:
+        starts = isinstance(f, HeadersFrame | PushPromiseFrame) and "END_HEADERS" not in f.flags
+        if f is not None and (self._headers_buffer or starts):
+            data = getattr(f, "data", b"")
+            self.block_bytes += len(data)
+            if self.block_bytes > self.max_block:
+                raise HeaderBlockTooLarge(
+                    f"header block over {self.max_block} bytes without END_HEADERS (RP_HTTP_H2_MAX_HEADER_BLOCK)"
+                )
+        frame = super()._update_header_buffer(f)
+        if not self._headers_buffer:
+            self.block_bytes = 0
+        return frame
+
+
+def _unwatched(deadline: Deadline) -> None:
+    """No timer: the server's periodic sweep finds the deadline."""
 
 
 class _RefusingH2Connection(h2.connection.H2Connection):
@@ -116,6 +159,7 @@ class Http2ServerSession:
         transport: asyncio.Transport,
         peer: str,
         body_budget: ByteBudget | None = None,
+        watch: Callable[[Deadline], None] | None = None,
     ) -> None:
         self.limits = limits
         guards = limits.guards
@@ -129,10 +173,18 @@ class Http2ServerSession:
         self.report_wire_error = report_wire_error
         self.transport = transport
         self.peer = peer
+        # Shown every deadline as it is armed, so that it fires on time (the server's DeadlineTimer).
+        self.watch: Callable[[Deadline], None] = watch if watch is not None else _unwatched
+        # When the read being handled arrived (set by the connection around each slice): deadlines of what it
+        # carries run from then, not from when a busy worker got round to it.
+        self.arrived_at: float | None = None
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
         self.h2 = _RefusingH2Connection(config=config)
         self.h2.max_inbound_streams = limits.h2_max_concurrent_streams
         self.h2.over_limit = set()
+        self.frames = _BoundedFrameBuffer(guards.h2_max_header_block)
+        self.h2.incoming_buffer = self.frames
+        self.block_deadline = Deadline()  # a header block under way (CONTINUATION frames to come) must end by then
         self.h2.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -152,7 +204,7 @@ class Http2ServerSession:
         self.closed = False
         self.settings_received = False
         self.settings_deadline = Deadline()  # the peer's SETTINGS (the rest of its preface) are due
-        self.settings_deadline.arm(time.monotonic(), guards.header_timeout)
+        self._arm(self.settings_deadline, time.monotonic(), guards.header_timeout)
         self.idle_deadline = Deadline()
         self._owing: dict[int, None] = {}  # streams with DATA not yet acknowledged, oldest first
         self._handlers: dict[type[h2.events.Event], Callable[..., None]] = {
@@ -167,9 +219,17 @@ class Http2ServerSession:
 
     # -- inbound ----------------------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes, arrived_at: float | None = None) -> None:
+        """Take a read (or a slice of one) that reached the connection at ``arrived_at`` (default: now)."""
         if self.closed:
             return
+        self.arrived_at = arrived_at
+        try:
+            self._take(data)
+        finally:
+            self.arrived_at = None
+
+    def _take(self, data: bytes) -> None:
         try:
             for part in self.goaways.feed(data):
                 if isinstance(part, Goaway):
@@ -188,6 +248,10 @@ class Http2ServerSession:
 
     def _receive(self, part: bytes) -> None:
         events = self.h2.receive_data(part)
+        if not self.frames.block_open:
+            self.block_deadline.clear()
+        elif self.block_deadline.at is None:
+            self._arm(self.block_deadline, self._now(), self.guards.header_timeout)
         if not self._within_rate_budgets(events):
             return
         # A stream reset while h2 read this part (by the peer, or by h2 for a stream error such as
@@ -238,7 +302,7 @@ class Http2ServerSession:
         if not stream.receiving:
             self._offer(stream_id, stream)
         else:
-            stream.body_deadline.arm(time.monotonic(), self.guards.body_timeout)
+            self._arm(stream.body_deadline, self._now(), self.guards.body_timeout)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         stream_id = event.stream_id
@@ -269,7 +333,7 @@ class Http2ServerSession:
         self.body_budget.take(len(data))
         stream.owed += length
         self._owing[stream_id] = None
-        stream.body_deadline.arm(time.monotonic(), self.guards.body_timeout)
+        self._arm(stream.body_deadline, self._now(), self.guards.body_timeout)
         self._pay_owed()
 
     def _pay_owed(self) -> None:
@@ -366,7 +430,7 @@ class Http2ServerSession:
         window = min(self.h2.local_flow_control_window(stream_id), self.h2.max_outbound_frame_size)
         if window <= 0:
             if stream.send_deadline.at is None:  # parked: the peer has until the deadline to open its window
-                stream.send_deadline.arm(time.monotonic(), self.guards.send_timeout)
+                self._arm(stream.send_deadline, self._now(), self.guards.send_timeout)
             return
         stream.send_deadline.clear()
         chunk, stream.unsent = stream.unsent[:window], stream.unsent[window:]
@@ -374,7 +438,7 @@ class Http2ServerSession:
         if not stream.unsent:
             self._answered(stream_id, stream)
         else:
-            stream.send_deadline.arm(time.monotonic(), self.guards.send_timeout)
+            self._arm(stream.send_deadline, self._now(), self.guards.send_timeout)
 
     def _answered(self, stream_id: int, stream: _Stream) -> None:
         """The answer is complete; stop a body we will never read (RFC 9113 §8.1, NO_ERROR)."""
@@ -393,6 +457,14 @@ class Http2ServerSession:
         return not self.streams
 
     # -- deadlines and budgets --------------------------------------------------------------
+
+    def _now(self) -> float:
+        """The start of a deadline armed now: the arrival of the read being handled, if one is."""
+        return self.arrived_at if self.arrived_at is not None else time.monotonic()
+
+    def _arm(self, deadline: Deadline, now: float, seconds: float | None) -> None:
+        deadline.arm(now, seconds)
+        self.watch(deadline)
 
     def _within_rate_budgets(self, events: list[h2.events.Event]) -> bool:
         """Spend the reset and control-frame budgets on what the peer just sent; False once it is calmed."""
@@ -418,6 +490,9 @@ class Http2ServerSession:
         if self.settings_deadline.expired(now):
             self._fail_slow("sent no SETTINGS after its preface in time")
             return
+        if self.block_deadline.expired(now):
+            self._fail_slow("did not end a header block (CONTINUATION frames) in time")
+            return
         for stream_id, stream in list(self.streams.items()):
             if stream.body_deadline.expired(now) and stream.endpoint is not None:
                 self._drop_body(stream_id, stream)
@@ -434,7 +509,7 @@ class Http2ServerSession:
         if self.streams:
             self.idle_deadline.clear()
         elif self.idle_deadline.at is None:
-            self.idle_deadline.arm(now, self.guards.idle_timeout)
+            self._arm(self.idle_deadline, now, self.guards.idle_timeout)
         elif self.idle_deadline.expired(now):
             self.shutdown()
             return

@@ -26,6 +26,11 @@ DEFAULT_H2_RESET_RATE = 33.0  # nghttp2's stream_reset_rate, per second
 DEFAULT_H2_CONTROL_BURST = 1000  # PING/SETTINGS/PRIORITY/empty DATA frames at once (nghttp2 max_outbound_ack: 1000)
 DEFAULT_H2_CONTROL_RATE = 100.0  # per second after the burst
 DEFAULT_MAX_BODY_CHUNKS = 1024  # chunks in one HTTP/1.1 chunked body (2 MiB in 2 KiB chunks); h11 costs ~30 µs each
+# --- added for issue 13 (dos2) ---
+# Bytes of one h2 header block (HEADERS + CONTINUATION frames) before it ends: the 64 KiB header list the server
+# advertises (SETTINGS_MAX_HEADER_LIST_SIZE), as HPACK is never much larger than the list it encodes.  hyper-h2
+# alone allows 64 CONTINUATION frames, 1 MiB at the default frame size, per connection (CVE-2024-27316 class).
+DEFAULT_H2_MAX_HEADER_BLOCK = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +48,20 @@ class HttpGuards:
     h2_control_burst: int = DEFAULT_H2_CONTROL_BURST
     h2_control_rate: float = DEFAULT_H2_CONTROL_RATE
     max_body_chunks: int = DEFAULT_MAX_BODY_CHUNKS
+    h2_max_header_block: int = DEFAULT_H2_MAX_HEADER_BLOCK
 
     def __post_init__(self) -> None:
         for name in ("header_timeout", "body_timeout", "send_timeout", "idle_timeout", "body_budget"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"HttpGuards.{name} must be > 0 (or None for no limit), got {value!r}")
-        for name in ("h2_connection_body_budget", "h2_reset_burst", "h2_control_burst", "max_body_chunks"):
+        for name in (
+            "h2_connection_body_budget",
+            "h2_reset_burst",
+            "h2_control_burst",
+            "max_body_chunks",
+            "h2_max_header_block",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"HttpGuards.{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("h2_reset_rate", "h2_control_rate"):

@@ -26,6 +26,7 @@ class HttpWorkerSettings(Protocol):
     http_h2_control_burst: int
     http_h2_control_rate: float
     http_max_body_chunks: int
+    http_h2_max_header_block: int
 
 
 class HttpCallerSettings(Protocol):
@@ -48,6 +49,7 @@ def guards_of(settings: HttpWorkerSettings) -> HttpGuards:
         h2_control_burst=settings.http_h2_control_burst,
         h2_control_rate=settings.http_h2_control_rate,
         max_body_chunks=settings.http_max_body_chunks,
+        h2_max_header_block=settings.http_h2_max_header_block,
     )
 
 

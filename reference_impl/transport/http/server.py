@@ -9,8 +9,10 @@ body is complete it is offered to the sink synchronously and answered
 decoded.  Routing and status codes are in ``http_routing``; the two wire
 protocols in ``http1_server`` and ``http2_server``; the denial-of-service
 limits in ``limits``.  The server owns what all its connections share: the
-request-body byte budget, and one periodic sweep that checks every
-connection's deadlines (cheaper than a timer per connection and per stream).
+request-body byte budget, one ``DeadlineTimer`` (one event-loop timer for
+every deadline, so each fires on time) and a periodic sweep that checks every
+connection's deadlines as a backstop (cheaper than a timer per connection and
+per stream).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Protocol, cast
 from reference_impl.protocol import ack
 from reference_impl.routing import DEFAULT_HTTP_ROOT, EndpointId, http_url
 from reference_impl.transport.flow import peer_name, set_nodelay
-from reference_impl.transport.http.budgets import ByteBudget, Deadline
+from reference_impl.transport.http.budgets import ByteBudget, Deadline, DeadlineTimer
 from reference_impl.transport.http.http1_server import Http1ServerSession
 from reference_impl.transport.http.http2_server import PREFACE, Http2ServerSession
 from reference_impl.transport.http.limits import HttpGuards
@@ -52,7 +54,7 @@ class _Session(Protocol):
     @property
     def idle(self) -> bool: ...
 
-    def data_received(self, data: bytes) -> None: ...
+    def data_received(self, data: bytes, arrived_at: float | None = None) -> None: ...
 
     def eof_received(self) -> None: ...
 
@@ -77,7 +79,9 @@ FEED_TURN_S = 0.01  # one connection's input is worked on for about this long be
 class _HttpConnection(asyncio.Protocol):
     """Buffers the first bytes until they tell h2 from HTTP/1.1, then hands over to that driver.
 
-    A read is handed over in slices; once a connection has had ``FEED_TURN_S``
+    A read is noted (its arrival time) at once and worked on in the loop's
+    next pass, after the other sockets ready by then have been read too; it is
+    handed over in slices, and once a connection has had ``FEED_TURN_S``
     of work, the rest of its read waits (and its socket is not read) until the
     event loop has run everything else that is ready.  Cheap frames in bulk
     (hundreds of h2 HEADERS in one 256 KiB read cost tens of milliseconds in
@@ -93,6 +97,7 @@ class _HttpConnection(asyncio.Protocol):
         self._shutdown = False
         self._backlog = bytearray()  # the part of a read not yet handed to the driver
         self._backlog_at = 0
+        self._arrived_at = 0.0  # when the oldest read in the backlog arrived
         self._continuation: asyncio.Handle | None = None
         self._eof_pending = False
         self._paused: set[str] = set()  # why reading is paused: "write" (peer not reading), "backlog"
@@ -103,9 +108,15 @@ class _HttpConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # not isinstance: uvloop's transports are not subclasses
         set_nodelay(transport)
         self.head_deadline.arm(time.monotonic(), self.server.guards.header_timeout)
+        self.watch(self.head_deadline)
         self.server.connection_opened(self)
 
+    def watch(self, deadline: Deadline) -> None:
+        """Have this connection's deadlines checked when ``deadline`` passes (on time, not at the next sweep)."""
+        self.server.timer.watch(deadline, self)
+
     def data_received(self, data: bytes) -> None:
+        arrived_at = time.monotonic()
         if self.session is None:
             data = self._sniffed + data
             protocol = sniff_protocol(data)
@@ -121,7 +132,15 @@ class _HttpConnection(asyncio.Protocol):
             return
         self._backlog = bytearray(data)
         self._backlog_at = 0
-        self._work()
+        self._arrived_at = arrived_at
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._work()  # driven by hand, without a loop (tests)
+            return
+        # Worked on in the loop's next pass, after every other socket ready now has been read and its arrival
+        # noted: deadlines then run from when a request came, not from when a busy worker got to it.
+        self._continuation = loop.call_soon(self._work)
 
     def _work(self) -> None:
         """Hand the backlog to the driver slice by slice, for about one turn; schedule the rest."""
@@ -138,7 +157,7 @@ class _HttpConnection(asyncio.Protocol):
                 return
             piece = bytes(self._backlog[self._backlog_at : self._backlog_at + FEED_SLICE])
             self._backlog_at += len(piece)
-            self.session.data_received(piece)
+            self.session.data_received(piece, self._arrived_at)
             worked = True
         self._backlog.clear()
         self._backlog_at = 0
@@ -169,7 +188,7 @@ class _HttpConnection(asyncio.Protocol):
             session_type = Http1ServerSession
         server = self.server
         self.session = session_type(
-            server.limits, server.admit, server.record_wire_error, self.transport, peer, server.body_budget
+            server.limits, server.admit, server.record_wire_error, self.transport, peer, server.body_budget, self.watch
         )
         if self._shutdown:
             self.session.shutdown()
@@ -185,6 +204,7 @@ class _HttpConnection(asyncio.Protocol):
         # The peer is not reading its answers: stop reading its requests, and give it until the deadline.
         self._pause("write")
         self.send_deadline.arm(time.monotonic(), self.server.guards.send_timeout)
+        self.watch(self.send_deadline)
 
     def resume_writing(self) -> None:
         self.send_deadline.clear()
@@ -252,6 +272,7 @@ class HttpRequestServer:
             self.root, body_limit, max_header_size, h2_max_concurrent_streams, h2_window_size, self.guards
         )
         self.body_budget = ByteBudget(self.guards.body_budget)  # shared by every connection
+        self.timer = DeadlineTimer()
         self.endpoints: set[str] = set()  # bare endpoint names, as Dynamo keys its handler map
         self.connections: set[_HttpConnection] = set()
         self.connections_accepted = 0
@@ -327,6 +348,7 @@ class HttpRequestServer:
                 await self._sweeper
             self._sweeper = None
         self._server.close()
+        self.timer.cancel()
         for connection in list(self.connections):
             connection.shutdown()
         if self.connections:
@@ -339,4 +361,5 @@ class HttpRequestServer:
             if connection.transport is not None:
                 connection.transport.abort()
         await self._server.wait_closed()
+        self.timer.cancel()
         self._server = None
