@@ -19,7 +19,13 @@ from reference_impl import config as cfg
 from reference_impl.discovery.file_store import FileDiscovery
 from reference_impl.discovery.records import InstanceRecord
 from reference_impl.errors import HandlerError, TransportError
-from reference_impl.planes import PLANES, complete_plane_configs, plane_of_transport, read_plane_configs, where_moved
+from reference_impl.planes import (
+    REGISTRY,
+    complete_plane_configs,
+    plane_of_transport,
+    read_plane_configs,
+    where_moved,
+)
 from reference_impl.protocol import annotated
 from reference_impl.protocol.ack import check_ack
 from reference_impl.protocol.envelope import build_envelope
@@ -77,7 +83,7 @@ class CallerConfig(cfg.Settings):
         A plane's name takes that plane's config (taken as it is) or a mapping of its settings
         (over the environment): ``CallerConfig.from_env(nats={"url": url}, drop_grace=0.5)``.
         """
-        given = {name: overrides.pop(name) for name in PLANES if name in overrides}
+        given = {name: overrides.pop(name) for name in list(overrides) if name in REGISTRY}
         planes = read_plane_configs("caller", given, environ)
         return cfg.from_environment(cls, {**overrides, "planes": planes}, environ)
 

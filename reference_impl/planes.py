@@ -18,21 +18,39 @@ from reference_impl.transport.tcp.plane import TCP
 
 REGISTRY: dict[str, Plane[Any, Any]] = {plane.name: plane for plane in (TCP, NATS, HTTP)}
 
-PLANES = tuple(REGISTRY)  # names, in the order they are offered (DYN_REQUEST_PLANE's values)
+PLANES = tuple(REGISTRY)  # this build's planes, in the order they are offered (DYN_REQUEST_PLANE's values)
 _BY_TRANSPORT_KIND = {plane.transport_kind: plane for plane in REGISTRY.values()}
 
 
-def plane_named(name: str) -> Plane:
+def register(plane: Plane[Any, Any]) -> None:
+    """Add a plane from outside this package (a test's toy plane); this build's own are listed above."""
+    if plane.name in REGISTRY or plane.transport_kind in _BY_TRANSPORT_KIND:
+        raise ValueError(f"a plane named {plane.name!r} or published as {plane.transport_kind!r} is registered")
+    REGISTRY[plane.name] = plane
+    _BY_TRANSPORT_KIND[plane.transport_kind] = plane
+
+
+def unregister(name: str) -> None:
+    plane = REGISTRY.pop(name)
+    del _BY_TRANSPORT_KIND[plane.transport_kind]
+
+
+def plane_named(name: str) -> Plane[Any, Any]:
     """The plane ``DYN_REQUEST_PLANE`` names."""
     try:
         return REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown request plane {name!r}; this build supports {', '.join(PLANES)}") from None
+        raise ValueError(f"unknown request plane {name!r}; this build supports {', '.join(REGISTRY)}") from None
 
 
-def plane_of_transport(transport_kind: str) -> Plane | None:
+def plane_of_transport(transport_kind: str) -> Plane[Any, Any] | None:
     """The plane a discovery record's transport key belongs to; None for one this build does not speak."""
     return _BY_TRANSPORT_KIND.get(transport_kind)
+
+
+def registered(value: Any) -> str | None:
+    """A config check (``DYN_REQUEST_PLANE``): ``value`` names a registered plane."""
+    return None if value in REGISTRY else f"expected one of {', '.join(REGISTRY)}"
 
 
 # --- each plane's settings, for WorkerConfig and CallerConfig ------------------------------------
@@ -65,7 +83,9 @@ def complete_plane_configs(role: Role, configs: Mapping[str, Any]) -> dict[str, 
     unknown = set(configs) - set(REGISTRY)
     if unknown:
         named = ", ".join(sorted(unknown))
-        raise cfg.ConfigError(f"the {role}'s planes name no request plane {named}; this build has {', '.join(PLANES)}")
+        raise cfg.ConfigError(
+            f"the {role}'s planes name no request plane {named}; this build has {', '.join(REGISTRY)}"
+        )
     complete: dict[str, cfg.Settings] = {}
     for name, plane in REGISTRY.items():
         expected = config_type(plane, role)

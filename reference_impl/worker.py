@@ -25,7 +25,14 @@ from reference_impl.context import RequestContext
 from reference_impl.discovery.file_store import FileDiscovery, Registration
 from reference_impl.discovery.records import InstanceRecord
 from reference_impl.errors import MalformedMessage, TransportError
-from reference_impl.planes import PLANES, complete_plane_configs, plane_named, read_plane_configs, where_moved
+from reference_impl.planes import (
+    REGISTRY,
+    complete_plane_configs,
+    plane_named,
+    read_plane_configs,
+    registered,
+    where_moved,
+)
 from reference_impl.protocol import ack, annotated, error_kinds
 from reference_impl.protocol import payload_codec as pc
 from reference_impl.protocol.envelope import RequestEnvelope, parse_envelope
@@ -62,7 +69,7 @@ class WorkerConfig(cfg.Settings):
     (:class:`~reference_impl.config.ConfigError`).
     """
 
-    plane: str = field(default="tcp", metadata=_S("DYN_REQUEST_PLANE", cfg.lower, cfg.one_of(PLANES)))
+    plane: str = field(default="tcp", metadata=_S("DYN_REQUEST_PLANE", cfg.lower, registered))
     codec: PayloadCodec = field(
         default=PayloadCodec.MSGPACK, metadata=_S("DYN_REQUEST_PLANE_CODEC", _codec, cfg.one_of(PayloadCodec))
     )
@@ -127,7 +134,7 @@ class WorkerConfig(cfg.Settings):
         A plane's name takes that plane's config (taken as it is) or a mapping of its settings
         (over the environment): ``WorkerConfig.from_env(tcp={"port": 7000}, codec=PayloadCodec.JSON)``.
         """
-        given = {name: overrides.pop(name) for name in PLANES if name in overrides}
+        given = {name: overrides.pop(name) for name in list(overrides) if name in REGISTRY}
         planes = read_plane_configs("worker", given, environ)
         return cfg.from_environment(cls, {**overrides, "planes": planes}, environ)
 
