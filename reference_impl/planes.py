@@ -66,7 +66,8 @@ def read_plane_configs(
     role: Role, given: Mapping[str, Any], environ: Mapping[str, str] | None = None
 ) -> dict[str, cfg.Settings]:
     """One config per registered plane: a given config as it is, a given mapping as overrides over the
-    environment, and the environment (over the defaults) for every plane not given."""
+    environment, and the environment (over the defaults) for every plane not given (``given`` names
+    registered planes only)."""
     configs: dict[str, cfg.Settings] = {}
     for name, plane in REGISTRY.items():
         value = given.get(name)
@@ -74,7 +75,7 @@ def read_plane_configs(
             configs[name] = config_type(plane, role).from_env(environ, **(value or {}))
         else:
             configs[name] = value
-    return complete_plane_configs(role, configs)
+    return configs
 
 
 def complete_plane_configs(role: Role, configs: Mapping[str, Any]) -> dict[str, cfg.Settings]:
