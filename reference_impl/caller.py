@@ -83,7 +83,8 @@ class CallerConfig(cfg.Settings):
         A plane's name takes that plane's config (taken as it is) or a mapping of its settings
         (over the environment): ``CallerConfig.from_env(nats={"url": url}, drop_grace=0.5)``.
         """
-        given = {name: overrides.pop(name) for name in list(overrides) if name in REGISTRY}
+        given = dict(overrides.pop("planes", {}))  # planes={...} and plane-name arguments alike
+        given.update((name, overrides.pop(name)) for name in list(overrides) if name in REGISTRY)
         planes = read_plane_configs("caller", given, environ)
         return cfg.from_environment(cls, {**overrides, "planes": planes}, environ)
 

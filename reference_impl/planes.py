@@ -66,9 +66,9 @@ def read_plane_configs(
     role: Role, given: Mapping[str, Any], environ: Mapping[str, str] | None = None
 ) -> dict[str, cfg.Settings]:
     """One config per registered plane: a given config as it is, a given mapping as overrides over the
-    environment, and the environment (over the defaults) for every plane not given (``given`` names
-    registered planes only)."""
-    configs: dict[str, cfg.Settings] = {}
+    environment, and the environment (over the defaults) for every plane not given.  A name that is
+    no registered plane is passed on, for the config's construction to refuse."""
+    configs: dict[str, cfg.Settings] = {name: value for name, value in given.items() if name not in REGISTRY}
     for name, plane in REGISTRY.items():
         value = given.get(name)
         if value is None or isinstance(value, Mapping):

@@ -134,7 +134,8 @@ class WorkerConfig(cfg.Settings):
         A plane's name takes that plane's config (taken as it is) or a mapping of its settings
         (over the environment): ``WorkerConfig.from_env(tcp={"port": 7000}, codec=PayloadCodec.JSON)``.
         """
-        given = {name: overrides.pop(name) for name in list(overrides) if name in REGISTRY}
+        given = dict(overrides.pop("planes", {}))  # planes={...} and plane-name arguments alike
+        given.update((name, overrides.pop(name)) for name in list(overrides) if name in REGISTRY)
         planes = read_plane_configs("worker", given, environ)
         return cfg.from_environment(cls, {**overrides, "planes": planes}, environ)
 

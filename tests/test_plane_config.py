@@ -137,6 +137,8 @@ def test_plane_configs_given_whole_or_as_overrides_over_the_environment() -> Non
     assert over.of(NATS).url == "nats://n:4333"
     whole = WorkerConfig.from_env(environ, tcp=TcpWorkerConfig(port=7013))
     assert (whole.of(TCP).host, whole.of(TCP).port) == ("127.0.0.1", 7013), "a config object is taken as it is"
+    spelt = WorkerConfig.from_env(environ, planes={"tcp": {"port": 7014}})
+    assert (spelt.of(TCP).host, spelt.of(TCP).port) == ("10.0.0.7", 7014), "planes= in from_env reads the same"
     direct = WorkerConfig(planes={"http": HttpWorkerConfig(port=8080)})
     assert direct.of(HTTP).port == 8080 and direct.of(TCP) == TcpWorkerConfig(), "missing planes get defaults"
     with pytest.raises(ConfigError, match="no request plane udp"):
