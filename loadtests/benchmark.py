@@ -57,6 +57,7 @@ from loadtests.calls import CallOutcome, LoadCalls
 from loadtests.targets import COMPONENT, NAMESPACE, ServedTarget, TargetOptions, serve_target
 from loadtests.wire_load import Result
 from reference_impl.caller import Caller, CallerConfig
+from reference_impl.transport.nats.config import NatsCallerConfig
 
 UNARY_TEXT = "x" * 64
 GENERATOR_CORE = 0
@@ -337,7 +338,7 @@ def median_of(measurements: list[Measurement]) -> Measurement:
 
 
 async def open_calls(target: ServedTarget) -> LoadCalls:
-    config = CallerConfig(nats_url=target.nats_url) if target.nats_url else CallerConfig()
+    config = CallerConfig(planes={"nats": NatsCallerConfig(url=target.nats_url)}) if target.nats_url else CallerConfig()
     caller = Caller(CachedDiscovery(target.discovery_dir), config)
     await caller.start()
     await caller.wait_for_instances(target.endpoint("echo"), timeout=30)

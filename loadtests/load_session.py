@@ -8,7 +8,6 @@ frontend would share it.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -103,9 +102,7 @@ class LoadSession:
 
     async def _open_caller(self) -> LoadCalls:
         assert self.discovery_dir is not None
-        config = CallerConfig.from_env()
-        if self.nats_url:
-            config = dataclasses.replace(config, nats_url=self.nats_url)
+        config = CallerConfig.from_env(nats={"url": self.nats_url}) if self.nats_url else CallerConfig.from_env()
         caller = Caller(CachedDiscovery(self.discovery_dir), config)
         await caller.start()
         try:

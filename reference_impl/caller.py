@@ -11,15 +11,21 @@ import asyncio
 import itertools
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self, cast
 
 from reference_impl import config as cfg
 from reference_impl.discovery.file_store import FileDiscovery
 from reference_impl.discovery.records import InstanceRecord
 from reference_impl.errors import HandlerError, TransportError
-from reference_impl.planes import plane_of_transport
+from reference_impl.planes import (
+    REGISTRY,
+    complete_plane_configs,
+    plane_of_transport,
+    read_plane_configs,
+    where_moved,
+)
 from reference_impl.protocol import annotated
 from reference_impl.protocol.ack import check_ack
 from reference_impl.protocol.envelope import build_envelope
@@ -27,24 +33,24 @@ from reference_impl.protocol.messages import Cancel, RequestControlMessage
 from reference_impl.protocol.payload_codec import PayloadCodec
 from reference_impl.routing import EndpointId
 from reference_impl.transport.callhome.server import PendingResponse, ResponseStreamServer
-from reference_impl.transport.plane import PlaneClient
+from reference_impl.transport.plane import CallerSettings, Plane, PlaneClient
 from reference_impl.wire import two_part
-from reference_impl.wire.request_frame import DEFAULT_MAX_REQUEST_SIZE
 
 _S = cfg.setting
 
 
 @dataclass
-class CallerConfig:
+class CallerConfig(cfg.Settings):
     """A caller's settings.  ``CallerConfig()`` is the defaults; ``from_env()`` reads Dynamo's variables.
 
-    Every field is checked at construction (:class:`~reference_impl.config.ConfigError`).
+    The settings of the call-home stream (which every plane shares) are fields here;
+    each registered plane's client settings are a config of its folder's type in
+    ``planes`` (``config.of(HTTP).version``).  Every field is checked at
+    construction (:class:`~reference_impl.config.ConfigError`).
     """
 
     callhome_host: str = field(default="127.0.0.1", metadata=_S("DYN_TCP_RESPONSE_STREAM_HOST", check=cfg.not_empty))
     callhome_port: int = field(default=0, metadata=_S("DYN_TCP_RESPONSE_STREAM_PORT", cfg.parse_int, cfg.port))
-    request_timeout: float = field(default=5.0, metadata=_S("DYN_TCP_REQUEST_TIMEOUT", cfg.parse_seconds, cfg.positive))
-    connect_timeout: float = field(default=5.0, metadata=_S("DYN_TCP_CONNECT_TIMEOUT", cfg.parse_seconds, cfg.positive))
     # ACK to prologue.  Dynamo waits forever; a bounded wait turns a worker
     # that acknowledged and then vanished into an error instead of a hang.  0 turns it off.
     callhome_timeout: float | None = field(
@@ -59,27 +65,32 @@ class CallerConfig:
     # A stream dropped by its consumer gets "stop", then "kill" if the worker has not ended it after this long.
     drop_grace: float = field(default=2.0, metadata=_S("RP_DROP_GRACE", cfg.parse_seconds, cfg.non_negative))
     annotated: bool = True
-    max_message_size: int = field(
-        default=DEFAULT_MAX_REQUEST_SIZE, metadata=_S("DYN_TCP_MAX_MESSAGE_SIZE", cfg.parse_int, cfg.positive)
-    )
-    nats_url: str = field(default="nats://127.0.0.1:4222", metadata=_S("NATS_SERVER", check=cfg.nats_servers))
-    nats_request_timeout: float = field(  # async-nats' default; Dynamo's variable
-        default=10.0, metadata=_S("DYN_NATS_REQUEST_TIMEOUT_SECS", cfg.parse_seconds, cfg.positive)
-    )
-    # "h2" (prior knowledge, multiplexed) or "http/1.1" (what Dynamo's caller speaks)
-    http_version: str = field(default="h2", metadata=_S("RP_HTTP_VERSION", cfg.lower, cfg.one_of(("h2", "http/1.1"))))
-    # DYN_HTTP_REQUEST_TIMEOUT: the whole POST, up to its answer
-    http_request_timeout: float = field(
-        default=5.0, metadata=_S("DYN_HTTP_REQUEST_TIMEOUT", cfg.parse_seconds, cfg.positive)
-    )
+    # One config per registered plane (reference_impl.planes), by plane name; a missing one is its defaults.
+    planes: Mapping[str, cfg.Settings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         cfg.validate(self)
+        self.planes = complete_plane_configs("caller", self.planes)
+
+    def of(self, plane: Plane[Any, CallerSettings]) -> CallerSettings:
+        """This caller's settings for ``plane`` (``config.of(NATS).url``)."""
+        return cast(CallerSettings, self.planes[plane.name])
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> CallerConfig:
-        """Defaults, overridden by the variables a Dynamo caller reads, overridden by ``overrides``."""
-        return cfg.from_environment(cls, overrides, environ)
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """Defaults, overridden by the variables a Dynamo caller reads, overridden by ``overrides``.
+
+        A plane's name takes that plane's config (taken as it is) or a mapping of its settings
+        (over the environment): ``CallerConfig.from_env(nats={"url": url}, drop_grace=0.5)``.
+        """
+        given = dict(overrides.pop("planes", {}))  # planes={...} and plane-name arguments alike
+        given.update((name, overrides.pop(name)) for name in list(overrides) if name in REGISTRY)
+        planes = read_plane_configs("caller", given, environ)
+        return cfg.from_environment(cls, {**overrides, "planes": planes}, environ)
+
+    @classmethod
+    def where_moved(cls, names: Iterable[str]) -> str | None:
+        return where_moved("caller", names)
 
 
 class ResponseStream:
@@ -262,7 +273,7 @@ class Caller:
                 f"instance {record.instance_id:x} uses transport {record.transport_kind!r}, "
                 "which this caller does not speak"
             )
-        client = self._clients[plane.transport_kind] = plane.make_client(self.config)
+        client = self._clients[plane.transport_kind] = plane.make_client(self.config.of(plane))
         return client
 
     async def call(self, endpoint: str | EndpointId, request: Any, **options: Any) -> list[Any]:

@@ -15,7 +15,7 @@ import dataclasses
 import ipaddress
 import os
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from reference_impl.errors import RequestPlaneError
 
@@ -157,7 +157,7 @@ def from_environment(
     names = {field.name for field in dataclasses.fields(config_type)}  # type: ignore[arg-type]
     unknown = set(overrides) - names
     if unknown:
-        raise ConfigError(f"{config_type.__name__} has no setting {', '.join(sorted(unknown))}")
+        raise unknown_settings(config_type, unknown)
     values: dict[str, Any] = {}
     for field in dataclasses.fields(config_type):  # type: ignore[arg-type]
         var = field.metadata.get("env")
@@ -172,3 +172,34 @@ def from_environment(
         except ValueError as exc:
             raise ConfigError(f"invalid {_where(config_type, field.name, var)}: {raw!r}: {exc}") from None
     return config_type(**values, **overrides)
+
+
+def unknown_settings(config_type: type, names: Iterable[str]) -> ConfigError:
+    """The error for setting names ``config_type`` does not have (with the type's hint, if it gives one)."""
+    listed = ", ".join(sorted(names))
+    hint = getattr(config_type, "where_moved", None)
+    where = hint(names) if hint is not None else None
+    return ConfigError(f"{config_type.__name__} has no setting {listed}" + (f": {where}" if where else ""))
+
+
+class Settings:
+    """Base of every config dataclass: checked at construction, read from the environment by ``from_env``.
+
+    An unknown keyword is a :class:`ConfigError` naming it (not a ``TypeError`` from the generated
+    ``__init__``), so an old or misspelt setting name says what it is.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        if kwargs:
+            unknown = set(kwargs) - {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+            if unknown:
+                raise unknown_settings(cls, unknown)
+        return super().__new__(cls)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """Defaults, overridden by the environment (Dynamo's variables), overridden by ``overrides``."""
+        return from_environment(cls, overrides, environ)

@@ -15,9 +15,9 @@ import inspect
 import ipaddress
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self, cast
 
 from reference_impl import admission
 from reference_impl import config as cfg
@@ -26,7 +26,14 @@ from reference_impl.context import RequestContext
 from reference_impl.discovery.file_store import FileDiscovery, Registration
 from reference_impl.discovery.records import InstanceRecord
 from reference_impl.errors import MalformedMessage, TransportError
-from reference_impl.planes import PLANES, plane_named
+from reference_impl.planes import (
+    REGISTRY,
+    complete_plane_configs,
+    plane_named,
+    read_plane_configs,
+    registered,
+    where_moved,
+)
 from reference_impl.protocol import ack, annotated, error_kinds
 from reference_impl.protocol import payload_codec as pc
 from reference_impl.protocol.envelope import RequestEnvelope, parse_envelope
@@ -35,13 +42,9 @@ from reference_impl.protocol.payload_codec import DecodeLimits, PayloadCodec
 from reference_impl.routing import NAME_PATTERN, EndpointId, parse_callhome_address
 from reference_impl.transport.byte_budget import trim_heap_soon
 from reference_impl.transport.callhome.client import CallHomeConnection, dial_caller
-from reference_impl.transport.http import limits as http_limits
-from reference_impl.transport.plane import Advertisement, PlaneServer
-from reference_impl.wire.request_frame import DEFAULT_MAX_REQUEST_SIZE
+from reference_impl.transport.plane import Advertisement, Plane, PlaneServer, WorkerSettings
 
 log = logging.getLogger(__name__)
-
-MIB = 1024 * 1024
 
 HandlerResult = AsyncIterator[Any] | Awaitable[AsyncIterator[Any]]
 Handler = Callable[[Any, RequestContext], HandlerResult]
@@ -58,49 +61,24 @@ _S = cfg.setting
 
 
 @dataclass
-class WorkerConfig:
+class WorkerConfig(cfg.Settings):
     """A worker's settings.  ``WorkerConfig()`` is the defaults; ``from_env()`` reads Dynamo's variables.
 
-    Every field is checked at construction (:class:`~reference_impl.config.ConfigError`).
+    The settings every plane shares are fields here; each registered plane's own
+    (listener, limits) are a config of its folder's type in ``planes``
+    (``config.of(TCP).port``).  Every field is checked at construction
+    (:class:`~reference_impl.config.ConfigError`).
     """
 
-    plane: str = field(default="tcp", metadata=_S("DYN_REQUEST_PLANE", cfg.lower, cfg.one_of(PLANES)))
-    host: str = field(default="127.0.0.1", metadata=_S("DYN_TCP_RPC_HOST", check=cfg.not_empty))
-    port: int = field(default=0, metadata=_S("DYN_TCP_RPC_PORT", cfg.parse_int, cfg.port))
+    plane: str = field(default="tcp", metadata=_S("DYN_REQUEST_PLANE", cfg.lower, registered))
     codec: PayloadCodec = field(
         default=PayloadCodec.MSGPACK, metadata=_S("DYN_REQUEST_PLANE_CODEC", _codec, cfg.one_of(PayloadCodec))
-    )
-    max_message_size: int = field(
-        default=DEFAULT_MAX_REQUEST_SIZE, metadata=_S("DYN_TCP_MAX_MESSAGE_SIZE", cfg.parse_int, cfg.positive)
     )
     max_concurrency: int = field(default=10_000, metadata=_S("DYN_TCP_WORKER_POOL_SIZE", cfg.parse_int, cfg.positive))
     queue_size: int = field(default=40_000, metadata=_S("DYN_TCP_WORK_QUEUE_SIZE", cfg.parse_int, cfg.non_negative))
     callhome_connect_timeout: float = field(default=5.0, metadata=_S(None, check=cfg.positive))
     fin_wait: float = field(default=10.0, metadata=_S(None, check=cfg.non_negative))
     # --- denial-of-service limits (Dynamo has none of these; 0 turns a timeout off) ---
-    # Bytes all TCP connections together may hold in incomplete frames: four maximal frames at once.
-    tcp_buffer_budget: int = field(default=128 * MIB, metadata=_S("RP_TCP_BUFFER_BUDGET", cfg.parse_int, cfg.positive))
-    # Bytes one TCP connection may hold in its incomplete frame: one maximal frame.
-    tcp_connection_buffer_limit: int = field(
-        default=DEFAULT_MAX_REQUEST_SIZE, metadata=_S("RP_TCP_CONNECTION_BUFFER_LIMIT", cfg.parse_int, cfg.positive)
-    )
-    # A frame's first byte to its last: 32 MiB at ~1 MiB/s, far slower than any link a worker is on.
-    tcp_frame_read_timeout: float | None = field(
-        default=30.0, metadata=_S("RP_TCP_FRAME_READ_TIMEOUT", cfg.parse_seconds_or_off, cfg.optional(cfg.positive))
-    )
-    # A request connection that sends nothing is closed (callers pool connections: keep it long).
-    tcp_idle_timeout: float | None = field(
-        default=300.0, metadata=_S("RP_TCP_IDLE_TIMEOUT", cfg.parse_seconds_or_off, cfg.optional(cfg.positive))
-    )
-    # A caller that leaves its ACKs unread this long (its requests unread meanwhile) is dropped.
-    tcp_ack_write_timeout: float | None = field(
-        default=30.0, metadata=_S("RP_TCP_ACK_WRITE_TIMEOUT", cfg.parse_seconds_or_off, cfg.optional(cfg.positive))
-    )
-    # Requests one TCP connection may have admitted at once; None (or 0): half of max_concurrency.
-    tcp_max_inflight_per_connection: int | None = field(
-        default=None,
-        metadata=_S("RP_TCP_MAX_INFLIGHT_PER_CONNECTION", cfg.parse_size_or_unlimited, cfg.optional(cfg.positive)),
-    )
     # A caller that stops reading its response stream this long loses it.  Well above the pauses of a
     # slow but live reader (the suite's ROB-SLOW-READER pauses 3 s; GC or a slow HTTP client upstream).
     callhome_write_timeout: float | None = field(
@@ -125,73 +103,22 @@ class WorkerConfig:
     )
     annotated: bool = True
     write_checksum: bool = False
-    nats_url: str = field(default="nats://127.0.0.1:4222", metadata=_S("NATS_SERVER", check=cfg.nats_servers))
-    http_host: str = field(default="127.0.0.1", metadata=_S("DYN_HTTP_RPC_HOST", check=cfg.not_empty))
-    http_port: int = field(default=0, metadata=_S("DYN_HTTP_RPC_PORT", cfg.parse_int, cfg.port))
-    http_root: str = field(default="/v1/rpc", metadata=_S("DYN_HTTP_RPC_ROOT_PATH", check=cfg.url_path))
-    # Dynamo's HTTP plane: axum's default body limit
-    http_body_limit: int = field(
-        default=2 * 1024 * 1024, metadata=_S("RP_HTTP_BODY_LIMIT", cfg.parse_int, cfg.positive)
-    )
-    # HTTP plane denial-of-service limits (defaults and reasons: reference_impl/transport/http/limits.py)
-    http_header_timeout: float | None = field(
-        default=http_limits.DEFAULT_HEADER_TIMEOUT,
-        metadata=_S("RP_HTTP_HEADER_TIMEOUT", cfg.parse_seconds_or_off, cfg.optional(cfg.positive)),
-    )
-    http_body_timeout: float | None = field(
-        default=http_limits.DEFAULT_BODY_TIMEOUT,
-        metadata=_S("RP_HTTP_BODY_TIMEOUT", cfg.parse_seconds_or_off, cfg.optional(cfg.positive)),
-    )
-    http_send_timeout: float | None = field(
-        default=http_limits.DEFAULT_SEND_TIMEOUT,
-        metadata=_S("RP_HTTP_SEND_TIMEOUT", cfg.parse_seconds_or_off, cfg.optional(cfg.positive)),
-    )
-    http_idle_timeout: float | None = field(
-        default=http_limits.DEFAULT_IDLE_TIMEOUT,
-        metadata=_S("RP_HTTP_IDLE_TIMEOUT", cfg.parse_seconds_or_off, cfg.optional(cfg.positive)),
-    )
-    http_body_budget: int | None = field(
-        default=http_limits.DEFAULT_BODY_BUDGET,
-        metadata=_S("RP_HTTP_BODY_BUDGET", cfg.parse_size_or_unlimited, cfg.optional(cfg.positive)),
-    )
-    http_h2_connection_body_budget: int = field(
-        default=http_limits.DEFAULT_H2_CONNECTION_BODY_BUDGET,
-        metadata=_S("RP_HTTP_H2_CONNECTION_BODY_BUDGET", cfg.parse_int, cfg.positive),
-    )
-    http_h2_reset_burst: int = field(
-        default=http_limits.DEFAULT_H2_RESET_BURST, metadata=_S("RP_HTTP_H2_RESET_BURST", cfg.parse_int, cfg.positive)
-    )
-    http_h2_reset_rate: float = field(
-        default=http_limits.DEFAULT_H2_RESET_RATE,
-        metadata=_S("RP_HTTP_H2_RESET_RATE", cfg.parse_seconds, cfg.non_negative),
-    )
-    http_h2_control_burst: int = field(
-        default=http_limits.DEFAULT_H2_CONTROL_BURST,
-        metadata=_S("RP_HTTP_H2_CONTROL_BURST", cfg.parse_int, cfg.positive),
-    )
-    http_h2_control_rate: float = field(
-        default=http_limits.DEFAULT_H2_CONTROL_RATE,
-        metadata=_S("RP_HTTP_H2_CONTROL_RATE", cfg.parse_seconds, cfg.non_negative),
-    )
-    http_max_body_chunks: int = field(
-        default=http_limits.DEFAULT_MAX_BODY_CHUNKS,
-        metadata=_S("RP_HTTP_MAX_BODY_CHUNKS", cfg.parse_int, cfg.positive),
-    )
-    # --- added for issue 13 (dos2) ---
     # Payload bytes of requests admitted but not yet started, all planes together; 0: no limit.  Default and
     # why: reference_impl/admission.py (the issue's 256 MiB allowance; queue_size x 32 MiB would be 1.3 TB).
     admitted_bytes_budget: int | None = field(
         default=admission.DEFAULT_ADMITTED_BYTES_BUDGET,
         metadata=_S("RP_ADMITTED_BYTES_BUDGET", cfg.parse_size_or_unlimited, cfg.optional(cfg.positive)),
     )
-    # Bytes of one h2 header block before END_HEADERS (CONTINUATION flood); why the default: http/limits.py.
-    http_h2_max_header_block: int = field(
-        default=http_limits.DEFAULT_H2_MAX_HEADER_BLOCK,
-        metadata=_S("RP_HTTP_H2_MAX_HEADER_BLOCK", cfg.parse_int, cfg.positive),
-    )
+    # One config per registered plane (reference_impl.planes), by plane name; a missing one is its defaults.
+    planes: Mapping[str, cfg.Settings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         cfg.validate(self)
+        self.planes = complete_plane_configs("worker", self.planes)
+
+    def of(self, plane: Plane[WorkerSettings, Any]) -> WorkerSettings:
+        """This worker's settings for ``plane`` (``config.of(TCP).port``)."""
+        return cast(WorkerSettings, self.planes[plane.name])
 
     @property
     def decode_limits(self) -> DecodeLimits:
@@ -208,9 +135,20 @@ class WorkerConfig:
         return any(address in network for network in self.callhome_allow)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WorkerConfig:
-        """Defaults, overridden by the variables a Dynamo worker reads, overridden by ``overrides``."""
-        return cfg.from_environment(cls, overrides, environ)
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """Defaults, overridden by the variables a Dynamo worker reads, overridden by ``overrides``.
+
+        A plane's name takes that plane's config (taken as it is) or a mapping of its settings
+        (over the environment): ``WorkerConfig.from_env(tcp={"port": 7000}, codec=PayloadCodec.JSON)``.
+        """
+        given = dict(overrides.pop("planes", {}))  # planes={...} and plane-name arguments alike
+        given.update((name, overrides.pop(name)) for name in list(overrides) if name in REGISTRY)
+        planes = read_plane_configs("worker", given, environ)
+        return cfg.from_environment(cls, {**overrides, "planes": planes}, environ)
+
+    @classmethod
+    def where_moved(cls, names: Iterable[str]) -> str | None:
+        return where_moved("worker", names)
 
 
 @dataclass
@@ -265,7 +203,8 @@ class Worker:
         self._endpoints[endpoint] = _Endpoint(EndpointId(self.namespace, self.component, endpoint), handler)
 
     async def start(self) -> None:
-        self._server = plane_named(self.plane).make_server(self, self.config)
+        plane = plane_named(self.plane)
+        self._server = plane.make_server(self, self.config.of(plane), max_concurrency=self.config.max_concurrency)
         await self._server.start()
         records = []
         for endpoint in self._endpoints.values():

@@ -67,8 +67,8 @@ async def _worker(tmp_path: Path, budget: int) -> Worker:
     async def echo(request: object, context: object) -> AsyncIterator[object]:
         yield request
 
-    config = WorkerConfig(
-        max_concurrency=1, queue_size=100, admitted_bytes_budget=budget, tcp_max_inflight_per_connection=10
+    config = WorkerConfig.from_env(
+        {}, max_concurrency=1, queue_size=100, admitted_bytes_budget=budget, tcp={"max_inflight_per_connection": 10}
     )
     worker = Worker("dos", "admitted", config=config, discovery=FileDiscovery(tmp_path))
     worker.serve("echo", echo)

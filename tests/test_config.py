@@ -8,6 +8,10 @@ from reference_impl.caller import Caller, CallerConfig
 from reference_impl.config import ConfigError
 from reference_impl.discovery.file_store import FileDiscovery
 from reference_impl.protocol.payload_codec import PayloadCodec
+from reference_impl.transport.http.plane import HTTP
+from reference_impl.transport.nats.plane import NATS
+from reference_impl.transport.tcp.config import TcpWorkerConfig
+from reference_impl.transport.tcp.plane import TCP
 from reference_impl.worker import Worker, WorkerConfig
 
 
@@ -27,19 +31,19 @@ def test_worker_reads_dynamos_environment_by_default(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("DYN_TCP_RPC_PORT", "7011")
     worker = Worker("demo", "backend", discovery=FileDiscovery(tmp_path))
     assert worker.plane == "nats"
-    assert worker.config.nats_url == "nats://127.0.0.1:4333"
+    assert worker.config.of(NATS).url == "nats://127.0.0.1:4333"
     assert worker.config.codec is PayloadCodec.JSON
-    assert worker.config.port == 7011
+    assert worker.config.of(TCP).port == 7011
 
 
 def test_arguments_override_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("DYN_REQUEST_PLANE", "nats")
     monkeypatch.setenv("DYN_TCP_RPC_PORT", "7011")
     worker = Worker("demo", "backend", plane="tcp", discovery=FileDiscovery(tmp_path))
-    assert worker.plane == "tcp" and worker.config.port == 7011
-    assert WorkerConfig.from_env(port=7012).port == 7012
+    assert worker.plane == "tcp" and worker.config.of(TCP).port == 7011
+    assert WorkerConfig.from_env(tcp={"port": 7012}).of(TCP).port == 7012
     explicit = Worker("demo", "backend", discovery=FileDiscovery(tmp_path), config=WorkerConfig())
-    assert explicit.plane == "tcp" and explicit.config.port == 0, "an explicit config is taken as it is"
+    assert explicit.plane == "tcp" and explicit.config.of(TCP).port == 0, "an explicit config is taken as it is"
 
 
 def test_caller_reads_its_environment_by_default(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
@@ -48,15 +52,15 @@ def test_caller_reads_its_environment_by_default(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("RP_DROP_GRACE", "0.5")
     monkeypatch.setenv("RP_HTTP_VERSION", "HTTP/1.1")
     caller = Caller(FileDiscovery(tmp_path))
-    assert caller.config.nats_url == "nats://127.0.0.1:4333"
+    assert caller.config.of(NATS).url == "nats://127.0.0.1:4333"
     assert caller.config.callhome_timeout is None
     assert caller.config.drop_grace == 0.5
-    assert caller.config.http_version == "http/1.1"
+    assert caller.config.of(HTTP).version == "http/1.1"
 
 
 def test_defaults_are_untouched_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DYN_TCP_RPC_PORT", "7011")
-    assert WorkerConfig().port == 0
+    assert WorkerConfig().of(TCP).port == 0
     assert CallerConfig().callhome_timeout == 60.0
 
 
@@ -111,7 +115,7 @@ def test_a_bad_caller_variable_fails_at_construction_naming_it(
 
 def test_bad_arguments_fail_at_construction_too(tmp_path) -> None:
     with pytest.raises(ConfigError, match="DYN_TCP_RPC_PORT"):
-        WorkerConfig(port=-1)
+        TcpWorkerConfig(port=-1)
     with pytest.raises(ConfigError, match="DYN_REQUEST_PLANE"):
         Worker("demo", "backend", plane="udp", discovery=FileDiscovery(tmp_path))
     with pytest.raises(ConfigError, match="no setting"):

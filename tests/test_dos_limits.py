@@ -20,7 +20,8 @@ from reference_impl.protocol.messages import ConnectionInfo, RequestControlMessa
 from reference_impl.protocol.payload_codec import DecodeLimits, PayloadCodec
 from reference_impl.transport.byte_budget import ByteBudget
 from reference_impl.transport.callhome.client import dial_caller
-from reference_impl.transport.tcp.plane import make_server
+from reference_impl.transport.tcp.config import TcpWorkerConfig
+from reference_impl.transport.tcp.plane import TCP, make_server
 from reference_impl.transport.tcp.server import TcpRequestServer, TcpServerLimits
 from reference_impl.wire.request_frame import AckDecoder, RequestFrameDecoder, encode_request
 from reference_impl.worker import Worker, WorkerConfig
@@ -87,8 +88,8 @@ def test_the_dos_settings_are_read_and_checked():
             "RP_TCP_MAX_INFLIGHT_PER_CONNECTION": "7",
         }
     )
-    assert config.tcp_buffer_budget == MIB and config.tcp_frame_read_timeout is None
-    assert config.callhome_write_timeout == 2.5 and config.tcp_max_inflight_per_connection == 7
+    assert config.of(TCP).buffer_budget == MIB and config.of(TCP).frame_read_timeout is None
+    assert config.callhome_write_timeout == 2.5 and config.of(TCP).max_inflight_per_connection == 7
     assert config.callhome_allow == (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.1/32"))
     assert config.callhome_allowed("10.1.2.3") and config.callhome_allowed("127.0.0.1")
     assert not config.callhome_allowed("192.168.0.1") and not config.callhome_allowed("not-an-ip")
@@ -100,10 +101,10 @@ def test_the_dos_settings_are_read_and_checked():
 
 
 def test_the_per_connection_cap_defaults_to_half_the_pool():
-    server = make_server(FakeSink(), WorkerConfig(max_concurrency=8))
+    server = make_server(FakeSink(), TcpWorkerConfig(), max_concurrency=8)
     assert server.limits.max_inflight_per_connection == 4
-    assert make_server(FakeSink(), WorkerConfig(max_concurrency=1)).limits.max_inflight_per_connection == 1
-    explicit = make_server(FakeSink(), WorkerConfig(tcp_max_inflight_per_connection=3))
+    assert make_server(FakeSink(), TcpWorkerConfig(), max_concurrency=1).limits.max_inflight_per_connection == 1
+    explicit = make_server(FakeSink(), TcpWorkerConfig(max_inflight_per_connection=3), max_concurrency=8)
     assert explicit.limits.max_inflight_per_connection == 3
 
 

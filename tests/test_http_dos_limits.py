@@ -26,6 +26,7 @@ from reference_impl.transport.http.budgets import ByteBudget, Deadline, Deadline
 from reference_impl.transport.http.http1_server import Http1ServerSession
 from reference_impl.transport.http.http2_server import PREFACE, Http2ServerSession
 from reference_impl.transport.http.limits import HttpGuards
+from reference_impl.transport.http.plane import HTTP
 from reference_impl.transport.http.server import HttpRequestServer, _HttpConnection
 from reference_impl.worker import WorkerConfig
 from tests.fuzz.http_targets import RecordingSink, RecordingTransport, h2_frames
@@ -180,9 +181,9 @@ def test_guards_refuse_nonsense_and_workerconfig_reads_the_variables() -> None:
     config = WorkerConfig.from_env(
         {"RP_HTTP_HEADER_TIMEOUT": "0", "RP_HTTP_BODY_BUDGET": "0", "RP_HTTP_H2_RESET_BURST": "7"}
     )
-    assert config.http_header_timeout is None and config.http_body_budget is None
-    assert config.http_h2_reset_burst == 7
-    assert WorkerConfig().http_send_timeout == 5.0
+    assert config.of(HTTP).header_timeout is None and config.of(HTTP).body_budget is None
+    assert config.of(HTTP).h2_reset_burst == 7
+    assert WorkerConfig().of(HTTP).send_timeout == 5.0
 
 
 # --- drivers ---------------------------------------------------------------------------------------

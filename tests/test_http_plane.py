@@ -339,8 +339,10 @@ async def test_ack_is_sent_before_the_body_is_decoded(start_server: ServerFactor
     decode_failures: list[str] = []
 
     class DecodeLater(FakeSink):
-        def offer(self, plane: str, route_key: str, payload: bytes, headers: Any) -> str | None:
-            super().offer(plane, route_key, payload, headers)
+        def offer(
+            self, plane: str, route_key: str, payload: bytes, headers: Any, on_done: Callable[[], None] | None = None
+        ) -> str | None:
+            super().offer(plane, route_key, payload, headers, on_done)
             asyncio.get_running_loop().call_soon(self.decode, payload)
             return None
 
@@ -1167,7 +1169,7 @@ async def test_worker_and_caller_stream_over_http(tmp_path: Any, version: str) -
         assert record.transport_kind == "http"
         assert record.transport_address.startswith("http://127.0.0.1:")
         assert record.transport_address.endswith("/v1/rpc/generate")
-        async with Caller(discovery, CallerConfig(http_version=version)) as caller:
+        async with Caller(discovery, CallerConfig.from_env(http={"version": version})) as caller:
             stream = await asyncio.wait_for(caller.generate("demo.backend.generate", {"n": 3}), WAIT)
             items = await asyncio.wait_for(stream.collect(), WAIT)
         assert items == [{"i": 0}, {"i": 1}, {"i": 2}]

@@ -19,6 +19,7 @@ from fixtures.adapters import standard_endpoints
 from fixtures.roles import CallerUnderTest, WorkerUnderTest, nats_url_for
 from reference_impl.caller import Caller, CallerConfig, HandlerError
 from reference_impl.discovery.file_store import FileDiscovery
+from reference_impl.transport.nats.config import NatsCallerConfig, NatsWorkerConfig
 from reference_impl.worker import Worker, WorkerConfig
 
 ENDPOINT = "conformance.worker.{}"
@@ -26,7 +27,8 @@ ENDPOINT = "conformance.worker.{}"
 
 @pytest.fixture
 async def reference_caller(impl_worker: WorkerUnderTest, request: pytest.FixtureRequest) -> AsyncIterator[Caller]:
-    config = CallerConfig(nats_url=nats_url_for(request, impl_worker.plane) or CallerConfig.nats_url)
+    nats_url = nats_url_for(request, impl_worker.plane)
+    config = CallerConfig(planes={"nats": NatsCallerConfig(url=nats_url)}) if nats_url else CallerConfig()
     async with Caller(FileDiscovery(impl_worker.discovery.root), config) as caller:
         yield caller
 
@@ -66,7 +68,8 @@ async def test_reference_caller_cancels_the_worker(impl_worker: WorkerUnderTest,
 
 @pytest.fixture
 async def reference_worker(impl_caller: CallerUnderTest, request: pytest.FixtureRequest) -> AsyncIterator[Worker]:
-    config = WorkerConfig(nats_url=nats_url_for(request, impl_caller.plane) or WorkerConfig.nats_url)
+    nats_url = nats_url_for(request, impl_caller.plane)
+    config = WorkerConfig(planes={"nats": NatsWorkerConfig(url=nats_url)}) if nats_url else WorkerConfig()
     worker = Worker(
         "interop",
         "reference",

@@ -1,15 +1,17 @@
 """What a request plane is: its server (for the worker), its client (for the caller), and its description.
 
-A plane lives in its own folder under ``transport/`` and describes itself with one :class:`Plane`;
-``reference_impl.planes`` registers it.  Nothing else needs to know which planes exist.
+A plane lives in its own folder under ``transport/`` (server, client, ``config.py`` with its
+settings for each role) and describes itself with one :class:`Plane`; ``reference_impl.planes``
+registers it.  Nothing else needs to know which planes exist.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Generic, Protocol, TypeVar
 
+from reference_impl.config import Settings
 from reference_impl.routing import EndpointId
 
 
@@ -25,8 +27,20 @@ class Advertisement:
 class RequestSink(Protocol):
     """Where a plane server hands requests (implemented by the worker)."""
 
-    def offer(self, plane: str, route_key: str, payload: bytes, headers: Mapping[str, str]) -> str | None:
-        """Admit a request: ``None`` to accept it (empty ACK), or the rejection text."""
+    def offer(
+        self,
+        plane: str,
+        route_key: str,
+        payload: bytes,
+        headers: Mapping[str, str],
+        on_done: Callable[[], None] | None = None,
+    ) -> str | None:
+        """Admit a request: ``None`` to accept it (empty ACK), or the rejection text.
+
+        ``on_done``, when given, is called once, after ``offer`` returned ``None``, when the admitted
+        request has ended (a server that caps the requests of one connection counts with it); it is
+        never called for a rejected request.
+        """
 
 
 class PlaneServer(Protocol):
@@ -53,16 +67,31 @@ class PlaneClient(Protocol):
     async def close(self) -> None: ...
 
 
+# A plane's config dataclass for each role (``reference_impl.config.Settings``).
+WorkerSettings = TypeVar("WorkerSettings", bound=Settings)
+CallerSettings = TypeVar("CallerSettings", bound=Settings)
+WorkerSettings_contra = TypeVar("WorkerSettings_contra", bound=Settings, contravariant=True)
+
+
+class ServerFactory(Protocol[WorkerSettings_contra]):
+    def __call__(self, sink: RequestSink, config: WorkerSettings_contra, *, max_concurrency: int) -> PlaneServer:
+        """The plane's server; ``max_concurrency`` is the worker's, for per-connection caps derived from it."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
-class Plane:
+class Plane(Generic[WorkerSettings, CallerSettings]):
     """One request plane, as the worker and the caller need to know it.
 
-    The factories take the worker's and the caller's validated configuration
-    (``WorkerConfig``/``CallerConfig``, which read Dynamo's environment
-    variables); each plane reads only its own fields of it.
+    Each role has a config type of its own for the plane (read from Dynamo's
+    environment variables, validated at construction); ``WorkerConfig`` and
+    ``CallerConfig`` hold one of each registered plane, and the factories
+    take only theirs.
     """
 
     name: str  # DYN_REQUEST_PLANE's value
     transport_kind: str  # key of the discovery record's transport map
-    make_server: Callable[[RequestSink, Any], PlaneServer]
-    make_client: Callable[[Any], PlaneClient]
+    worker_config: type[WorkerSettings]
+    caller_config: type[CallerSettings]
+    make_server: ServerFactory[WorkerSettings]
+    make_client: Callable[[CallerSettings], PlaneClient]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +87,15 @@ class RecordingSink:
     rejection: str | None
     offers: list[tuple[str, bytes]] = field(default_factory=list)
 
-    def offer(self, plane: str, route_key: str, payload: bytes, headers: Mapping[str, str]) -> str | None:
+    def offer(
+        self,
+        plane: str,
+        route_key: str,
+        payload: bytes,
+        headers: Mapping[str, str],
+        on_done: Callable[[], None] | None = None,
+    ) -> str | None:
+        """Runs nothing: the HTTP server never asks for ``on_done``, so there is nothing to end."""
         self.offers.append((route_key, payload))
         return self.rejection
 

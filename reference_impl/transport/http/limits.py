@@ -3,7 +3,7 @@
 Every limit here bounds what a peer can make the worker hold or spend without
 completing a request: memory for bodies not yet complete, time a connection
 may take to send its headers or body or to take its answers, and the rate of
-h2 frames that cost work but carry no request.  ``WorkerConfig`` exposes each
+h2 frames that cost work but carry no request.  ``HttpWorkerConfig`` exposes each
 as an ``RP_HTTP_*`` setting (Dynamo's HTTP request plane has no server-side
 variables for these: its ``DYN_HTTP2_*`` ones configure its client).
 ``None`` turns a timeout off.

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from reference_impl import __version__
 from reference_impl.transport.nats.client import NatsRequestClient
+from reference_impl.transport.nats.config import NatsCallerConfig, NatsWorkerConfig
 from reference_impl.transport.nats.server import NatsRequestServer
 from reference_impl.transport.plane import Plane, RequestSink
 
 
-class NatsWorkerSettings(Protocol):
-    nats_url: str
+def make_server(sink: RequestSink, config: NatsWorkerConfig, *, max_concurrency: int) -> NatsRequestServer:
+    return NatsRequestServer(sink, config.url, service_version=__version__)
 
 
-class NatsCallerSettings(Protocol):
-    nats_url: str
-    nats_request_timeout: float
-    connect_timeout: float
-
-
-def make_server(sink: RequestSink, settings: NatsWorkerSettings) -> NatsRequestServer:
-    return NatsRequestServer(sink, settings.nats_url, service_version=__version__)
-
-
-def make_client(settings: NatsCallerSettings) -> NatsRequestClient:
+def make_client(config: NatsCallerConfig) -> NatsRequestClient:
     """Addressed by the record's subject, which is what ``NatsRequestClient.send`` takes."""
-    return NatsRequestClient(
-        settings.nats_url, request_timeout=settings.nats_request_timeout, connect_timeout=settings.connect_timeout
-    )
+    return NatsRequestClient(config.url, request_timeout=config.request_timeout, connect_timeout=config.connect_timeout)
 
 
-NATS = Plane("nats", "nats_tcp", make_server, make_client)
+NATS = Plane("nats", "nats_tcp", NatsWorkerConfig, NatsCallerConfig, make_server, make_client)

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 import logging
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import cast
 
 from reference_impl.errors import FrameTooLarge, ProtocolError
 from reference_impl.protocol import ack
@@ -52,7 +50,7 @@ MIB = 1024 * 1024
 class TcpServerLimits:
     """What one connection, and all of them together, may cost; ``None`` turns a timeout or cap off.
 
-    The worker's defaults and their reasons are on ``WorkerConfig``.
+    The worker's defaults and their reasons are on ``TcpWorkerConfig`` (``tcp/config.py``).
     """
 
     max_message_size: int = DEFAULT_MAX_REQUEST_SIZE
@@ -62,17 +60,6 @@ class TcpServerLimits:
     idle_timeout: float | None = 300.0
     ack_write_timeout: float | None = 30.0
     max_inflight_per_connection: int | None = None
-
-
-class _TrackingSink(Protocol):
-    def offer(
-        self,
-        plane: str,
-        route_key: str,
-        payload: bytes,
-        headers: Mapping[str, str],
-        on_done: Callable[[], None] | None = None,
-    ) -> str | None: ...
 
 
 class _RequestConnection(asyncio.Protocol):
@@ -182,12 +169,11 @@ class _RequestConnection(asyncio.Protocol):
         except UnicodeDecodeError:
             return encode_ack(ack.invalid_endpoint_path())
         cap = self.limits.max_inflight_per_connection
-        if self.server.tracking is None:
-            rejection = self.server.sink.offer("tcp", route_key, frame.payload, frame.headers())
-        elif cap is not None and self.inflight >= cap:
+        rejection: str | None
+        if cap is not None and self.inflight >= cap:
             rejection = ack.connection_at_capacity(cap)
         else:
-            rejection = self.server.tracking.offer(
+            rejection = self.server.sink.offer(
                 "tcp", route_key, frame.payload, frame.headers(), on_done=self._request_done
             )
             if rejection is None:
@@ -287,10 +273,6 @@ class TcpRequestServer:
         limits: TcpServerLimits | None = None,
     ) -> None:
         self.sink = sink
-        # A sink that says when an admitted request ends lets the per-connection cap count it.
-        self.tracking: _TrackingSink | None = (
-            cast(_TrackingSink, sink) if "on_done" in inspect.signature(sink.offer).parameters else None
-        )
         self.host = host
         self.port = port
         limits = limits or TcpServerLimits()
