@@ -45,7 +45,7 @@ def test_a_release_line_resolves_to_the_revision_it_speaks() -> None:
     revisions = load_revisions()
     assert resolve_profile("1.5", revisions) == "1.4"
     assert resolve_profile("1.6", revisions) == "1.6"
-    assert resolve_profile("1.2", revisions) == "0.7"
+    assert resolve_profile("1.2", revisions) == "0.8"
     assert resolve_profile("9.0", revisions) == latest_revision(revisions)
     with pytest.raises(ValueError, match="predates"):
         resolve_profile("0.6", revisions)
@@ -138,3 +138,28 @@ def test_an_unknown_profile_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "fixtures.plugin", "--profile", "0.1")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*bad profile '0.1'*predates*"])
+
+
+def test_a_revision_the_judge_does_not_speak_is_an_error_naming_why(pytester: pytest.Pytester) -> None:
+    revision = next(r for r in load_revisions().values() if not r.judged)
+    pytester.makepyfile(test_sample=SPLIT_TESTS)
+    result = pytester.runpytest_subprocess("-p", "fixtures.plugin", "--profile", revision.id)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*speaks protocol revision {revision.id}*documents but does not judge*"])
+    result.assert_outcomes()  # nothing ran, so nothing reads pass
+
+
+def test_a_revision_marked_not_judged_must_say_why(tmp_path: Path) -> None:
+    source = Path("conformance/requirements.toml").read_text()
+    path = tmp_path / "requirements.toml"
+    extra = '\n[[revision]]\nid = "9.9"\nreleases = "9.9.0"\njudged = false\nchanges = "c"\nevidence = "e"\n'
+    path.write_text(source + extra)
+    with pytest.raises(ValueError, match="judged = false needs not_judged_because"):
+        load_revisions(path)
+
+
+def test_the_rendered_history_marks_a_revision_not_judged() -> None:
+    revision = next(r for r in load_revisions().values() if not r.judged)
+    lines = render_markdown(load_requirements()).splitlines()
+    row = next(line for line in lines if line.startswith(f"| {revision.id} |"))
+    assert "Documented, not judged" in row
