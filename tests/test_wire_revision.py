@@ -22,6 +22,7 @@ from fixtures.judge.envelope import parse_envelope
 from fixtures.judge.request_frame import RequestFrame, RequestFrameReader, decode_request
 from fixtures.judge.wire_revision import LATEST, REVISION_0_7, REVISION_0_8, RecordKeys, layout_for
 from fixtures.probes.callhome_recorder import CallHomeRecorder
+from fixtures.probes.probe_worker import ProbeWorker
 from fixtures.probes.wire_client import RawRequestConnection, WireClient
 
 CAPTURED_0_7_FRAME = bytes.fromhex(
@@ -163,3 +164,18 @@ def test_0_7_probe_names_avoid_the_flat_keys_separator():
     assert RecordKeys.FLAT.usable_name("error_item") == "error-item"
     assert RecordKeys.FLAT.usable_name("echo") == "echo"
     assert RecordKeys.PERCENT_PATH.usable_name("error_item") == "error_item"
+
+
+async def test_a_0_7_probe_worker_publishes_flat_records_with_usable_names(tmp_path):
+    """Records at flat keys, names without ``_``, and a request for such a name reaches its behaviour."""
+    worker = ProbeWorker(FileDiscovery(tmp_path, layout=REVISION_0_7), namespace="probe", component="w1")
+    await worker.start()
+    try:
+        record = worker.record("error_item")
+        assert record.endpoint == "error-item" and worker.endpoint("error_item") == "probe.w1.error-item"
+        names = {path.name for path in worker.discovery.record_files()}
+        assert f"probe_w1_error-item_{worker.instance_id:x}" in names
+        assert not any(name.startswith("probe%2F") for name in names)
+        assert worker.behaviour_of(record.endpoint_id) == "error_item"
+    finally:
+        await worker.close()
