@@ -160,7 +160,7 @@ async def test_wire_client_of_profile_0_7_sends_no_headers_block():
 
 def test_0_7_probe_names_avoid_the_flat_keys_separator():
     """0.7.1's caller found no instance of ``probe.w1.error_item`` nor ``probe.w_1.echo`` (observed): the judge of 0.7
-    names its probe endpoints without ``_``; later revisions keep the names as they are."""
+    names its probe endpoints with ``-`` instead of ``_``; later revisions keep the names as they are."""
     assert RecordKeys.FLAT.usable_name("error_item") == "error-item"
     assert RecordKeys.FLAT.usable_name("echo") == "echo"
     assert RecordKeys.PERCENT_PATH.usable_name("error_item") == "error_item"
