@@ -32,6 +32,18 @@ def expected_route(record: InstanceRecord) -> str:
 
 @pytest.mark.req("TCP-CALLER-FRAME", "ENV-CONTROL", "DISC-CALLER-FINDS", "TP-LAYOUT")
 async def test_request_and_envelope_are_well_formed(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
+    await _well_formed_request(impl_caller, probe_worker)
+
+
+@pytest.mark.req("TCP-CALLER-FRAME-NO-HEADERS", "ENV-CONTROL", "DISC-CALLER-FINDS", "TP-LAYOUT")
+async def test_request_without_headers_and_envelope_are_well_formed(
+    impl_caller: CallerUnderTest, probe_worker: ProbeWorker
+):
+    """Revision 0.7: the probe worker reads frames without a headers block (its layout), so none can be there."""
+    await _well_formed_request(impl_caller, probe_worker)
+
+
+async def _well_formed_request(impl_caller: CallerUnderTest, probe_worker: ProbeWorker) -> None:
     request = {"text": "hello", "n": 2}
     answer = await impl_caller.call(probe_worker.endpoint("echo"), request)
     assert answer["outcome"] == "complete", answer

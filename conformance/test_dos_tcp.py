@@ -121,7 +121,13 @@ async def test_partial_frames_do_not_take_the_workers_memory(
     assert pid is not None
     record = worker.record("echo")
     fds_before = tree_open_fds(pid)
-    attack = attacks.partial_frames(record, connections=PARTIAL_ATTACKERS, send=PARTIAL_SENT, declared=PARTIAL_DECLARED)
+    attack = attacks.partial_frames(
+        record,
+        connections=PARTIAL_ATTACKERS,
+        send=PARTIAL_SENT,
+        declared=PARTIAL_DECLARED,
+        layout=wire_client.layout,
+    )
     held = attacks.Attack()
     try:
         with PeakRss(pid) as memory:

@@ -204,7 +204,12 @@ async def test_headers_count_towards_max_payload(
         assert first["outcome"] == "complete", first
         (measured,) = await worker.wait_for_requests(1)
         overhead = len(measured.frame.payload) - probe_size
-        header_size = _nats_header_size(json.loads(measured.frame.headers_raw))
+        headers = json.loads(measured.frame.headers_raw)
+        if not headers:
+            # Dynamo 0.7.1's caller publishes without headers: there is no band where only they take a request
+            # over, so nothing here to judge (the limit itself: test_request_over_max_payload_fails_clearly).
+            pytest.skip("the caller sends no NATS headers: no request is taken over max_payload by its headers")
+        header_size = _nats_header_size(headers)
         answers = []
         for payload_size in range(server.max_payload - header_size - 64, server.max_payload + 1, 24):
             blob = "h" * (payload_size - overhead)

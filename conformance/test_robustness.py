@@ -25,7 +25,9 @@ from fixtures.judge.codecs import PayloadCodec
 from fixtures.judge.control import CallHomeHandshake, ResponseStreamPrologue
 from fixtures.judge.items import encode_item
 from fixtures.judge.routing import parse_callhome_address
+from fixtures.judge.wire_revision import LATEST, WireLayout
 from fixtures.plugin import BASE_ADAPTER_ENV, BUILTIN_ADAPTERS
+from fixtures.probes.probe_process import REVISION_ENV
 from fixtures.probes.probe_worker import ProbeWorker
 from fixtures.probes.wire_client import ProbeResult, RawRequestConnection, WireClient, read_until_sentinel_then_close
 from fixtures.process_activity import ActivitySample, BlockedDetector
@@ -235,17 +237,28 @@ async def _victim_streamed(victim: AdapterProcess, at_least: int) -> int:
         await asyncio.sleep(0.02)
 
 
+def victim_spec(layout: WireLayout) -> AdapterSpec:
+    """A worker process to kill, speaking the session's layout: the reference where it does, else a probe worker."""
+    if layout is LATEST:
+        return AdapterSpec("reference-victim", [sys.executable, "-m", BUILTIN_ADAPTERS["reference"]])
+    command = [sys.executable, "-m", "fixtures.probes.probe_process"]
+    return AdapterSpec("probe-victim", command, env={REVISION_ENV: layout.revision})
+
+
 @pytest.mark.req("ROB-WORKER-DIES")
 async def test_a_worker_process_dying_mid_stream_is_an_error(
-    impl_caller: CallerUnderTest, probe_worker: ProbeWorker, request: pytest.FixtureRequest, tmp_path: Path
+    impl_caller: CallerUnderTest,
+    probe_worker: ProbeWorker,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    wire_layout: WireLayout,
 ):
-    """A real reference worker process, killed with SIGKILL while it streams; another stream goes on."""
+    """A real worker process, killed with SIGKILL while it streams; another stream goes on."""
     env = {**BASE_ADAPTER_ENV, "DYN_FILE_KV": str(impl_caller.discovery.root), "DYN_REQUEST_PLANE": impl_caller.plane}
     nats_url = nats_url_for(request, impl_caller.plane)
     if nats_url:
         env["NATS_SERVER"] = nats_url
-    spec = AdapterSpec("reference-victim", [sys.executable, "-m", BUILTIN_ADAPTERS["reference"]])
-    victim = AdapterProcess(spec, env, tmp_path / "victim.log")
+    victim = AdapterProcess(victim_spec(wire_layout), env, tmp_path / "victim.log")
     await victim.start()
     try:
         component = f"victim{uuid.uuid4().hex[:6]}"

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from fixtures.judge.discovery import encode_key
-from fixtures.judge.routing import EndpointId, instance_path, parse_tcp_transport
+from fixtures.judge.routing import EndpointId, instance_path, parse_tcp_transport, slugify
 from fixtures.roles import WorkerUnderTest
 
 U64_MAX = (1 << 64) - 1
@@ -48,6 +48,19 @@ async def test_record_files_are_named_by_the_escaped_key(impl_worker: WorkerUnde
         assert re.fullmatch(r"[A-Za-z0-9%]+", name)
 
 
+@pytest.mark.req("DISC-FILE-NAME-FLAT")
+async def test_record_files_are_named_by_the_flat_key(impl_worker: WorkerUnderTest):
+    for name, document in _record_files(impl_worker).items():
+        key = f"{document['namespace']}_{document['component']}_{document['endpoint']}"
+        expected = f"{slugify(key)}_{document['instance_id']:x}"
+        assert name == expected, f"{name!r} is not the flat key of {key!r} and instance {document['instance_id']:x}"
+
+
+def _endpoint_only_path(endpoint: EndpointId, instance_id: int) -> str:
+    """Revision 0.7: ``{endpoint}``, no instance id."""
+    return endpoint.endpoint
+
+
 def _legacy_instance_path(endpoint: EndpointId, instance_id: int) -> str:
     """Revisions before 1.6: ``{instance_id:x}/{endpoint}``."""
     return f"{instance_id:x}/{endpoint.endpoint}"
@@ -58,7 +71,8 @@ def _legacy_instance_path(endpoint: EndpointId, instance_id: int) -> str:
     "expected_path",
     [
         pytest.param(instance_path, marks=pytest.mark.req("DISC-TCP-ADDRESS"), id="rev1.6"),
-        pytest.param(_legacy_instance_path, marks=pytest.mark.req("DISC-TCP-ADDRESS-LEGACY"), id="rev0.7"),
+        pytest.param(_legacy_instance_path, marks=pytest.mark.req("DISC-TCP-ADDRESS-LEGACY"), id="rev0.8"),
+        pytest.param(_endpoint_only_path, marks=pytest.mark.req("DISC-TCP-ADDRESS-ENDPOINT"), id="rev0.7"),
     ],
 )
 async def test_tcp_address_names_the_instance_path(

@@ -12,7 +12,7 @@ import pytest
 
 from fixtures.judge.codecs import PayloadCodec
 from fixtures.judge.discovery import InstanceRecord
-from fixtures.judge.request_frame import U32, encode_request
+from fixtures.judge.request_frame import U32
 from fixtures.judge.routing import parse_tcp_transport
 from fixtures.probes.wire_client import (
     ProbeRequest,
@@ -54,7 +54,7 @@ async def test_routing_ignores_the_x_endpoint_path_header(impl_worker: WorkerUnd
     echo, stream = impl_worker.record("echo"), impl_worker.record("stream")
     probe = wire_client.prepare(echo, {"count": 7})
     probe.headers["x-endpoint-path"] = parse_tcp_transport(stream.transport_address).path
-    frame = encode_request(parse_tcp_transport(echo.transport_address).path, probe.headers, probe.payload)
+    frame = wire_client.frame(parse_tcp_transport(echo.transport_address).path, probe.headers, probe.payload)
     connection = await RawRequestConnection.to(echo)
     try:
         await connection.send(frame)
@@ -76,7 +76,7 @@ async def test_pipelined_requests_get_one_ack_each_in_order(
     for i, kind in enumerate(plan):
         probe = wire_client.prepare(record, {"i": i})
         path = good_path if kind == "good" else f"{good_path}-missing-{i}"
-        frames.append(encode_request(path, probe.headers, probe.payload))
+        frames.append(wire_client.frame(path, probe.headers, probe.payload))
         probes.append(probe)
     connection = await RawRequestConnection.to(record)
     try:
@@ -107,12 +107,12 @@ async def test_unknown_endpoint_leaves_the_connection_usable(
     connection = await RawRequestConnection.to(record)
     try:
         await connection.send(
-            encode_request(path.rsplit("/", 1)[0] + "/no_such_endpoint", missing.headers, missing.payload)
+            wire_client.frame(path.rsplit("/", 1)[0] + "/no_such_endpoint", missing.headers, missing.payload)
         )
         ack = await connection.read_ack(5.0)
         assert ack is not None and ack.startswith(unknown_ack), f"ACK {ack!r}"
         probe = wire_client.prepare(record, {"n": 1})
-        await connection.send(encode_request(path, probe.headers, probe.payload))
+        await connection.send(wire_client.frame(path, probe.headers, probe.payload))
         assert await connection.read_ack(5.0) == b""
     finally:
         connection.close()
@@ -127,7 +127,7 @@ async def test_non_utf8_path_is_refused_with_server_unavailable(impl_worker: Wor
     probe.session.cancel()
     connection = await RawRequestConnection.to(record)
     try:
-        await connection.send(encode_request(b"\xff\xfe/not-utf8", probe.headers, probe.payload))
+        await connection.send(wire_client.frame(b"\xff\xfe/not-utf8", probe.headers, probe.payload))
         ack = await connection.read_ack(5.0)
         follow_up = wire_client.prepare(record, {"n": 2})
         await connection.send(WireClient.tcp_frame(record, follow_up))
@@ -140,6 +140,18 @@ async def test_non_utf8_path_is_refused_with_server_unavailable(impl_worker: Wor
 
 @pytest.mark.req("TCP-FRAME")
 async def test_frame_split_into_single_bytes_is_decoded(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    await _single_bytes(impl_worker, wire_client)
+
+
+@pytest.mark.req("TCP-FRAME-NO-HEADERS")
+async def test_frame_without_headers_split_into_single_bytes_is_decoded(
+    impl_worker: WorkerUnderTest, wire_client: WireClient
+):
+    await _single_bytes(impl_worker, wire_client)
+
+
+async def _single_bytes(impl_worker: WorkerUnderTest, wire_client: WireClient) -> None:
+    """The session's frame layout (its protocol revision's), one byte per segment at first."""
     record = impl_worker.record("echo")
     probe = wire_client.prepare(record, {"split": True})
     frame = WireClient.tcp_frame(record, probe)
@@ -160,7 +172,7 @@ async def test_frame_split_into_single_bytes_is_decoded(impl_worker: WorkerUnder
 async def test_malformed_headers_do_not_fail_the_request(impl_worker: WorkerUnderTest, wire_client: WireClient):
     record = impl_worker.record("echo")
     probe = wire_client.prepare(record, {"headers": "bad"})
-    frame = encode_request(parse_tcp_transport(record.transport_address).path, b"notjs", probe.payload)
+    frame = wire_client.frame(parse_tcp_transport(record.transport_address).path, b"notjs", probe.payload)
     connection = await RawRequestConnection.to(record)
     try:
         await connection.send(frame)
@@ -215,8 +227,10 @@ async def limited_worker(impl_worker_factory: Callable[..., Awaitable[WorkerUnde
 
 
 # The limit covers the whole frame: it is reached through the payload, or through large headers
-# with a payload that alone fits.  Both must be judged the same.
+# with a payload that alone fits.  Both must be judged the same.  A frame without a headers block
+# (revision 0.7) reaches it through the payload only: its own requirement.
 GROWN_BY = {"payload": 0, "headers": 60_000}  # bytes of padding header (headers_len is a u16)
+NO_HEADERS = pytest.mark.parametrize("grown_by", ["payload"])
 
 
 def _sink_frame_of_size(
@@ -244,6 +258,18 @@ def _sink_frame_of_size(
 async def test_frame_exactly_at_the_limit_is_accepted(
     limited_worker: WorkerUnderTest, wire_client: WireClient, grown_by: str
 ):
+    await _at_the_limit(limited_worker, wire_client, grown_by)
+
+
+@pytest.mark.req("TCP-SIZE-AT-LIMIT-NO-HEADERS")
+@NO_HEADERS
+async def test_frame_without_headers_exactly_at_the_limit_is_accepted(
+    limited_worker: WorkerUnderTest, wire_client: WireClient, grown_by: str
+):
+    await _at_the_limit(limited_worker, wire_client, grown_by)
+
+
+async def _at_the_limit(limited_worker: WorkerUnderTest, wire_client: WireClient, grown_by: str) -> None:
     record = limited_worker.record("sink")
     probe, frame, blob_len = _sink_frame_of_size(wire_client, record, LIMIT, GROWN_BY[grown_by])
     connection = await RawRequestConnection.to(record)
@@ -263,14 +289,25 @@ async def test_oversized_frame_is_refused_from_its_length_fields(
     limited_worker: WorkerUnderTest, wire_client: WireClient, grown_by: str
 ):
     """Only the length fields are sent: the refusal must not wait for the payload."""
+    await _refused_from_length_fields(limited_worker, wire_client, grown_by)
+
+
+@pytest.mark.robustness
+@pytest.mark.req("TCP-SIZE-LIMIT-NO-HEADERS")
+@NO_HEADERS
+async def test_oversized_frame_without_headers_is_refused_from_its_length_fields(
+    limited_worker: WorkerUnderTest, wire_client: WireClient, grown_by: str
+):
+    await _refused_from_length_fields(limited_worker, wire_client, grown_by)
+
+
+async def _refused_from_length_fields(limited_worker: WorkerUnderTest, wire_client: WireClient, grown_by: str) -> None:
     record = limited_worker.record("sink")
     probe, frame, _ = _sink_frame_of_size(wire_client, record, LIMIT + 1, GROWN_BY[grown_by])
     if grown_by == "headers":
         assert len(probe.payload) + 8 < LIMIT, "the payload alone must fit: only the headers take it over"
-    path_len = int.from_bytes(frame[:2], "big")
-    headers_len = int.from_bytes(frame[2 + path_len : 4 + path_len], "big")
-    prefix = frame[: 8 + path_len + headers_len]
-    assert U32.unpack_from(prefix, 4 + path_len + headers_len)[0] == len(probe.payload)
+    prefix = wire_client.layout.through_length_fields(frame)
+    assert U32.unpack_from(prefix, len(prefix) - 4)[0] == len(probe.payload)
     connection = await RawRequestConnection.to(record)
     try:
         await connection.send(prefix)
@@ -325,7 +362,7 @@ async def test_bad_connections_do_not_disturb_a_concurrent_stream(
     probe = wire_client.prepare(record, {"count": 3000, "size": 32})
     good_stream = asyncio.ensure_future(_stream_values(wire_client, probe, timeout=30.0))
     assert await wire_client.deliver(record, probe) == b""
-    oversize = encode_request("x", {}, b"")[:-4] + U32.pack(0xFFFFFFF0)  # declares ~4 GiB
+    oversize = wire_client.frame("x", {}, b"")[:-4] + U32.pack(0xFFFFFFF0)  # declares ~4 GiB
     truncated = WireClient.tcp_frame(record, wire_client.prepare(record, {}))[:40]
     garbage = bytes(range(256)) * 16
     echo = impl_worker.record("echo")

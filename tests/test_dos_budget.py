@@ -27,6 +27,7 @@ from fixtures.dos.budget import (
 )
 from fixtures.judge.codecs import PayloadCodec
 from fixtures.judge.discovery import InstanceRecord
+from fixtures.judge.wire_revision import LATEST, REVISION_0_7
 from fixtures.probes.wire_client import WireClient
 from fixtures.roles import WorkerUnderTest
 
@@ -205,3 +206,10 @@ def test_a_frame_prelude_announces_the_declared_payload():
     prelude = attacks.frame_prelude(record, 5000)
     path = b"1/ns/c/e"
     assert prelude == len(path).to_bytes(2, "big") + path + b"\x00\x00" + (5000).to_bytes(4, "big")
+
+
+def test_a_partial_frame_prelude_follows_the_revisions_frame_layout() -> None:
+    record = InstanceRecord("ns", "comp", "echo", 1, "tcp", "127.0.0.1:1/echo")
+    # 0.7.1 as captured: u16 path_len | path | u32 payload_len (no headers block)
+    assert attacks.frame_prelude(record, 357, REVISION_0_7) == b"\x00\x04echo\x00\x00\x01\x65"
+    assert attacks.frame_prelude(record, 357, LATEST) == b"\x00\x04echo\x00\x00\x00\x00\x01\x65"

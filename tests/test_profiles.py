@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -45,7 +47,7 @@ def test_a_release_line_resolves_to_the_revision_it_speaks() -> None:
     revisions = load_revisions()
     assert resolve_profile("1.5", revisions) == "1.4"
     assert resolve_profile("1.6", revisions) == "1.6"
-    assert resolve_profile("1.2", revisions) == "0.7"
+    assert resolve_profile("1.2", revisions) == "0.8"
     assert resolve_profile("9.0", revisions) == latest_revision(revisions)
     with pytest.raises(ValueError, match="predates"):
         resolve_profile("0.6", revisions)
@@ -53,15 +55,30 @@ def test_a_release_line_resolves_to_the_revision_it_speaks() -> None:
         resolve_profile("latest", revisions)
 
 
+SPLIT_REQUIREMENTS = (
+    ("TCP-UNKNOWN-ENDPOINT", "TCP-UNKNOWN-ENDPOINT-LEGACY"),
+    ("DISC-TCP-ADDRESS", "DISC-TCP-ADDRESS-LEGACY", "DISC-TCP-ADDRESS-ENDPOINT"),
+    ("TCP-FRAME", "TCP-FRAME-NO-HEADERS"),
+    ("TCP-SIZE-LIMIT", "TCP-SIZE-LIMIT-NO-HEADERS"),
+    ("TCP-SIZE-AT-LIMIT", "TCP-SIZE-AT-LIMIT-NO-HEADERS"),
+    ("TCP-CALLER-FRAME", "TCP-CALLER-FRAME-NO-HEADERS"),
+    ("DISC-FILE-NAME", "DISC-FILE-NAME-FLAT"),
+)
+
+
 def test_each_split_requirement_has_one_side_per_revision() -> None:
     requirements, revisions = load_requirements(), load_revisions()
-    for new, old in (
-        ("TCP-UNKNOWN-ENDPOINT", "TCP-UNKNOWN-ENDPOINT-LEGACY"),
-        ("DISC-TCP-ADDRESS", "DISC-TCP-ADDRESS-LEGACY"),
-    ):
+    for sides in SPLIT_REQUIREMENTS:
         for revision in revisions:
-            applies = (requirements[new].applies_to(revision), requirements[old].applies_to(revision))
-            assert applies in ((True, False), (False, True)), (new, revision, applies)
+            applying = [rid for rid in sides if requirements[rid].applies_to(revision)]
+            assert len(applying) == 1, (sides, revision, applying)
+
+
+def test_revision_0_7_drops_what_its_wire_does_not_have() -> None:
+    """No headers block, so nothing about headers; records never refreshed, so no liveness."""
+    requirements = load_requirements()
+    for rid in ("TCP-HEADERS-LENIENT", "DISC-LIVENESS"):
+        assert not requirements[rid].applies_to("0.7") and requirements[rid].applies_to("0.8"), rid
 
 
 def test_a_requirement_without_since_or_until_applies_to_every_revision(tmp_path: Path) -> None:
@@ -138,3 +155,43 @@ def test_an_unknown_profile_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "fixtures.plugin", "--profile", "0.1")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*bad profile '0.1'*predates*"])
+
+
+# Every revision in requirements.toml is judged now; a run sees revision 0.8 as one the judge does not speak.
+NOT_JUDGED_CONFTEST = textwrap.dedent(
+    """
+    from fixtures.requirements import Revision
+
+    Revision.judged = property(lambda revision: revision.id != "0.8")
+    """
+)
+
+
+def test_a_revision_the_judge_does_not_speak_is_an_error_naming_why(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(NOT_JUDGED_CONFTEST)
+    pytester.makepyfile(test_sample=SPLIT_TESTS)
+    result = pytester.runpytest_subprocess("-p", "fixtures.plugin", "--profile", "1.2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*speaks protocol revision 0.8*documents but does not judge*"])
+    result.assert_outcomes()  # nothing ran, so nothing reads pass
+
+
+def test_every_documented_revision_is_judged() -> None:
+    assert [r.id for r in load_revisions().values() if not r.judged] == []
+
+
+def test_a_revision_marked_not_judged_must_say_why(tmp_path: Path) -> None:
+    source = Path("conformance/requirements.toml").read_text()
+    path = tmp_path / "requirements.toml"
+    extra = '\n[[revision]]\nid = "9.9"\nreleases = "9.9.0"\njudged = false\nchanges = "c"\nevidence = "e"\n'
+    path.write_text(source + extra)
+    with pytest.raises(ValueError, match="judged = false needs not_judged_because"):
+        load_revisions(path)
+
+
+def test_the_rendered_history_marks_a_revision_not_judged() -> None:
+    revisions = load_revisions()
+    revision = revisions["0.7"] = dataclasses.replace(revisions["0.7"], not_judged_because="no judge for it")
+    lines = render_markdown(load_requirements(), revisions).splitlines()
+    row = next(line for line in lines if line.startswith(f"| {revision.id} |"))
+    assert "Documented, not judged" in row
