@@ -79,22 +79,17 @@ def encode(
     max_message_size: int | None = None,
 ) -> bytes:
     """Encode one frame; the checksum is 0 unless ``write_checksum``."""
-    if max_message_size is None and not write_checksum:
-        # The per-item path: no limit to check, no checksum to compute.
-        if header:
-            return _pack_prelude(len(header), len(data), 0) + header + data
-        body_len = len(data)
-        if body_len < ITEM_PRELUDE_CACHE:
-            return _ITEM_PRELUDES[body_len] + data  # a response item: a stored prelude, one concatenation
-        return _pack_prelude(0, body_len, 0) + data
-    header_len = len(header)
     body_len = len(data)
     if max_message_size is not None:
-        total = PRELUDE_SIZE + header_len + body_len
+        total = PRELUDE_SIZE + len(header) + body_len
         if total > max_message_size:
             raise FrameTooLarge(total, max_message_size)
     checksum = xxh3_64(header, data) if write_checksum else 0
-    return _pack_prelude(header_len, body_len, checksum) + header + data
+    if header:
+        return _pack_prelude(len(header), body_len, checksum) + header + data
+    if body_len < ITEM_PRELUDE_CACHE and not checksum:
+        return _ITEM_PRELUDES[body_len] + data  # a response item: a stored prelude, one concatenation
+    return _pack_prelude(0, body_len, checksum) + data
 
 
 def encode_message(message: TwoPartMessage, *, write_checksum: bool = False) -> bytes:
@@ -120,12 +115,13 @@ class TwoPartDecoder:
     is decoded by ``feed`` itself, and ``next_message`` hands the ready message
     over without parsing again.  Everything observable stays as if the chunk
     were merely held: its bytes count as ``buffered`` and its prelude is
-    peeked until the message is pulled.  A frame the fast path cannot vouch
-    for (over the size limit, or a checksum to verify) takes the general path,
-    so every error is raised where and as it always was.
+    peeked until the message is pulled.  A frame over the size limit takes the
+    general path, and ``next_message`` verifies the checksum of every frame
+    in one place, whichever path decoded it, so every error is raised where
+    and as it always was.
     """
 
-    __slots__ = ("_buf", "_error", "_fast_limit", "_max", "_pos", "_ready", "_verify")
+    __slots__ = ("_buf", "_error", "_fast_limit", "_max", "_pos", "_ready", "_ready_checksum", "_verify")
 
     def __init__(
         self,
@@ -146,6 +142,7 @@ class TwoPartDecoder:
         # The message decoded by feed's single-frame path: the whole of _buf (at _pos 0) is that frame.
         # None whenever the decoder is poisoned, so next_message may return it without an error check.
         self._ready: TwoPartMessage | None = None
+        self._ready_checksum = 0
 
     @property
     def buffered(self) -> int:
@@ -161,11 +158,12 @@ class TwoPartDecoder:
             # The single-frame path (see the class docstring); a poisoned decoder has _fast_limit -1.
             header_len, body_len, checksum = _unpack_prelude(data)
             total = PRELUDE_SIZE + header_len + body_len
-            if total == len(data) and total <= self._fast_limit and (not checksum or not self._verify):
+            if total == len(data) and total <= self._fast_limit:
                 middle = PRELUDE_SIZE + header_len
                 self._ready = _tuple_new(
                     TwoPartMessage, (data[PRELUDE_SIZE:middle] if header_len else b"", data[middle:])
                 )
+                self._ready_checksum = checksum  # verified, if at all, where every frame is: in next_message
                 self._buf = data
                 return
         self._feed(data)
@@ -201,40 +199,42 @@ class TwoPartDecoder:
         if message is not None:
             self._ready = None
             self._buf = b""  # _pos is 0: the ready frame was the whole buffer
-            return message
-        # The general path: parse the next frame from _buf.
-        if self._error is not None:
-            raise self._error
-        buf = self._buf
-        pos = self._pos
-        available = len(buf) - pos
-        if available < PRELUDE_SIZE:
-            return None
-        header_len, body_len, checksum = _unpack_prelude(buf, pos)
-        total = PRELUDE_SIZE + header_len + body_len
-        if total > self._max:
-            raise self._poison(FrameTooLarge(total, self._max))
-        if total > available:
-            return None
-        start = pos + PRELUDE_SIZE
-        middle = start + header_len
-        end = pos + total
-        if buf.__class__ is bytes:
-            # One copy per part; an empty slice of bytes is the shared b"" (response items have no header).
-            message = _tuple_new(TwoPartMessage, (buf[start:middle] if header_len else b"", buf[middle:end]))
+            checksum = self._ready_checksum
         else:
-            message = _tuple_new(
-                TwoPartMessage,
-                (bytes(buf[start:middle]) if header_len else b"", bytes(buf[middle:end]) if body_len else b""),
-            )
-        if total == available:
-            self._buf = b""  # the next chunk is held as it is
-            self._pos = 0
-        elif end > 65536 and end * 2 > len(buf) and buf.__class__ is bytearray:
-            del buf[:end]  # a bytearray here
-            self._pos = 0
-        else:
-            self._pos = end
+            # The general path: parse the next frame from _buf.
+            if self._error is not None:
+                raise self._error
+            buf = self._buf
+            pos = self._pos
+            available = len(buf) - pos
+            if available < PRELUDE_SIZE:
+                return None
+            header_len, body_len, checksum = _unpack_prelude(buf, pos)
+            total = PRELUDE_SIZE + header_len + body_len
+            if total > self._max:
+                raise self._poison(FrameTooLarge(total, self._max))
+            if total > available:
+                return None
+            start = pos + PRELUDE_SIZE
+            middle = start + header_len
+            end = pos + total
+            if buf.__class__ is bytes:
+                # One copy per part; an empty slice of bytes is the shared b"" (response items have no header).
+                message = _tuple_new(TwoPartMessage, (buf[start:middle] if header_len else b"", buf[middle:end]))
+            else:
+                message = _tuple_new(
+                    TwoPartMessage,
+                    (bytes(buf[start:middle]) if header_len else b"", bytes(buf[middle:end]) if body_len else b""),
+                )
+            if total == available:
+                self._buf = b""  # the next chunk is held as it is
+                self._pos = 0
+            elif end > 65536 and end * 2 > len(buf) and buf.__class__ is bytearray:
+                del buf[:end]  # a bytearray here
+                self._pos = 0
+            else:
+                self._pos = end
+        # Every frame, whichever path decoded it, is checked here.
         if self._verify and checksum != 0:
             actual = xxh3_64(message.header, message.data)
             if actual != checksum:
