@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from reference_impl.errors import ChecksumMismatch, FrameTooLarge, ProtocolError, TruncatedFrame
 from reference_impl.wire.checksum import xxh3_64
 from reference_impl.wire.two_part import (
+    ITEM_PRELUDE_CACHE,
     PRELUDE_SIZE,
     U64_MAX,
     MessageKind,
@@ -222,6 +223,16 @@ def test_encoder_enforces_the_same_limit() -> None:
     assert len(encode(b"ab", b"cd", max_message_size=28)) == 28
     with pytest.raises(FrameTooLarge):
         encode(b"ab", b"cd", max_message_size=27)
+
+
+@pytest.mark.parametrize("body_len", [0, 1, ITEM_PRELUDE_CACHE - 1, ITEM_PRELUDE_CACHE, ITEM_PRELUDE_CACHE + 1])
+def test_item_frames_below_and_above_the_stored_preludes_are_laid_out_alike(body_len: int) -> None:
+    data = bytes(range(256)) * (body_len // 256) + bytes(body_len % 256)
+    assert encode(b"", data) == prelude(0, body_len) + data
+    assert encode(data=data, write_checksum=True) == prelude(0, body_len, xxh3_64(b"", data)) + data
+    assert encode(data=data, max_message_size=PRELUDE_SIZE + body_len) == prelude(0, body_len) + data
+    with pytest.raises(FrameTooLarge):
+        encode(data=data, max_message_size=PRELUDE_SIZE + body_len - 1)
 
 
 def test_unlimited_decoder_waits_for_a_huge_frame_instead_of_failing() -> None:

@@ -61,6 +61,12 @@ _new_message = functools.partial(tuple.__new__, TwoPartMessage)
 _tuple_new = tuple.__new__  # the decoder's per-frame path calls it directly: cheaper than through the partial
 
 
+# Response items (header-less frames, one per streamed item) are mostly small: the preludes of those with a
+# body under this many bytes are packed once at import (about 57 KiB) instead of once per frame.
+ITEM_PRELUDE_CACHE = 1024
+_ITEM_PRELUDES = tuple(_pack_prelude(0, body_len, 0) for body_len in range(ITEM_PRELUDE_CACHE))
+
+
 def frame_size(header_len: int, body_len: int) -> int:
     return PRELUDE_SIZE + header_len + body_len
 
@@ -73,16 +79,17 @@ def encode(
     max_message_size: int | None = None,
 ) -> bytes:
     """Encode one frame; the checksum is 0 unless ``write_checksum``."""
-    header_len = len(header)
     body_len = len(data)
     if max_message_size is not None:
-        total = PRELUDE_SIZE + header_len + body_len
+        total = PRELUDE_SIZE + len(header) + body_len
         if total > max_message_size:
             raise FrameTooLarge(total, max_message_size)
     checksum = xxh3_64(header, data) if write_checksum else 0
     if header:
-        return _pack_prelude(header_len, body_len, checksum) + header + data
-    return _pack_prelude(header_len, body_len, checksum) + data  # a response item: one concatenation fewer
+        return _pack_prelude(len(header), body_len, checksum) + header + data
+    if body_len < ITEM_PRELUDE_CACHE and not checksum:
+        return _ITEM_PRELUDES[body_len] + data  # a response item: a stored prelude, one concatenation
+    return _pack_prelude(0, body_len, checksum) + data
 
 
 def encode_message(message: TwoPartMessage, *, write_checksum: bool = False) -> bytes:
@@ -102,9 +109,19 @@ class TwoPartDecoder:
     its end is joined with the next chunk into one ``bytes`` object when it is
     no longer than that chunk; anything longer (a long frame arriving in small
     chunks) is grown in a ``bytearray`` the decoder owns.
+
+    Single-frame fast path: a chunk fed while nothing is pending that holds
+    exactly one whole frame (a response item as one socket read delivers it)
+    is decoded by ``feed`` itself, and ``next_message`` hands the ready message
+    over without parsing again.  Everything observable stays as if the chunk
+    were merely held: its bytes count as ``buffered`` and its prelude is
+    peeked until the message is pulled.  A frame over the size limit takes the
+    general path, and ``next_message`` verifies the checksum of every frame
+    in one place, whichever path decoded it, so every error is raised where
+    and as it always was.
     """
 
-    __slots__ = ("_buf", "_error", "_max", "_pos", "_verify")
+    __slots__ = ("_buf", "_error", "_fast_limit", "_max", "_pos", "_ready", "_ready_checksum", "_verify")
 
     def __init__(
         self,
@@ -117,8 +134,15 @@ class TwoPartDecoder:
         self._buf: bytes | bytearray = b""
         self._pos = 0
         self._max = _NO_LIMIT if max_message_size is None else max_message_size
+        # The largest frame feed's single-frame path may decode: the limit, or -1 once poisoned, so that
+        # path's one size comparison also keeps a poisoned decoder out of it.
+        self._fast_limit = self._max
         self._verify = verify_checksum
         self._error: Exception | None = None
+        # The message decoded by feed's single-frame path: the whole of _buf (at _pos 0) is that frame.
+        # None whenever the decoder is poisoned, so next_message may return it without an error check.
+        self._ready: TwoPartMessage | None = None
+        self._ready_checksum = 0
 
     @property
     def buffered(self) -> int:
@@ -130,6 +154,22 @@ class TwoPartDecoder:
         return self._error
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._buf and data.__class__ is bytes and len(data) >= PRELUDE_SIZE:
+            # The single-frame path (see the class docstring); a poisoned decoder has _fast_limit -1.
+            header_len, body_len, checksum = _unpack_prelude(data)
+            total = PRELUDE_SIZE + header_len + body_len
+            if total == len(data) and total <= self._fast_limit:
+                middle = PRELUDE_SIZE + header_len
+                self._ready = _tuple_new(
+                    TwoPartMessage, (data[PRELUDE_SIZE:middle] if header_len else b"", data[middle:])
+                )
+                self._ready_checksum = checksum  # verified, if at all, where every frame is: in next_message
+                self._buf = data
+                return
+        self._feed(data)
+
+    def _feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Every chunk the single-frame path does not take."""
         if self._error is not None:
             raise self._error
         buf = self._buf
@@ -137,6 +177,7 @@ class TwoPartDecoder:
             # Nothing pending: hold the chunk itself (a bytearray or memoryview may be reused by its owner).
             self._buf = data if data.__class__ is bytes else bytes(data)
             return
+        self._ready = None  # its frame is in _buf: the general path decodes it again after this chunk joins
         pos = self._pos
         pending = len(buf) - pos
         if pending <= len(data):
@@ -154,45 +195,58 @@ class TwoPartDecoder:
         buf += data  # a bytearray here
 
     def next_message(self) -> TwoPartMessage | None:
-        if self._error is not None:
-            raise self._error
-        buf = self._buf
-        pos = self._pos
-        available = len(buf) - pos
-        if available < PRELUDE_SIZE:
-            return None
-        header_len, body_len, checksum = _unpack_prelude(buf, pos)
-        total = PRELUDE_SIZE + header_len + body_len
-        if total > self._max:
-            self._error = FrameTooLarge(total, self._max)
-            raise self._error
-        if total > available:
-            return None
-        start = pos + PRELUDE_SIZE
-        middle = start + header_len
-        end = pos + total
-        if buf.__class__ is bytes:
-            # One copy per part; an empty slice of bytes is the shared b"" (response items have no header).
-            message = _tuple_new(TwoPartMessage, (buf[start:middle] if header_len else b"", buf[middle:end]))
+        message = self._ready
+        if message is not None:
+            self._ready = None
+            self._buf = b""  # _pos is 0: the ready frame was the whole buffer
+            checksum = self._ready_checksum
         else:
-            message = _tuple_new(
-                TwoPartMessage,
-                (bytes(buf[start:middle]) if header_len else b"", bytes(buf[middle:end]) if body_len else b""),
-            )
-        if total == available:
-            self._buf = b""  # the next chunk is held as it is
-            self._pos = 0
-        elif end > 65536 and end * 2 > len(buf) and buf.__class__ is bytearray:
-            del buf[:end]  # a bytearray here
-            self._pos = 0
-        else:
-            self._pos = end
+            # The general path: parse the next frame from _buf.
+            if self._error is not None:
+                raise self._error
+            buf = self._buf
+            pos = self._pos
+            available = len(buf) - pos
+            if available < PRELUDE_SIZE:
+                return None
+            header_len, body_len, checksum = _unpack_prelude(buf, pos)
+            total = PRELUDE_SIZE + header_len + body_len
+            if total > self._max:
+                raise self._poison(FrameTooLarge(total, self._max))
+            if total > available:
+                return None
+            start = pos + PRELUDE_SIZE
+            middle = start + header_len
+            end = pos + total
+            if buf.__class__ is bytes:
+                # One copy per part; an empty slice of bytes is the shared b"" (response items have no header).
+                message = _tuple_new(TwoPartMessage, (buf[start:middle] if header_len else b"", buf[middle:end]))
+            else:
+                message = _tuple_new(
+                    TwoPartMessage,
+                    (bytes(buf[start:middle]) if header_len else b"", bytes(buf[middle:end]) if body_len else b""),
+                )
+            if total == available:
+                self._buf = b""  # the next chunk is held as it is
+                self._pos = 0
+            elif end > 65536 and end * 2 > len(buf) and buf.__class__ is bytearray:
+                del buf[:end]  # a bytearray here
+                self._pos = 0
+            else:
+                self._pos = end
+        # Every frame, whichever path decoded it, is checked here.
         if self._verify and checksum != 0:
             actual = xxh3_64(message.header, message.data)
             if actual != checksum:
-                self._error = ChecksumMismatch(checksum, actual)
-                raise self._error
+                raise self._poison(ChecksumMismatch(checksum, actual))
         return message
+
+    def _poison(self, error: Exception) -> Exception:
+        """Remember ``error`` for every later call, and keep the single-frame path out."""
+        self._error = error
+        self._fast_limit = -1
+        self._ready = None
+        return error
 
     def __iter__(self) -> Iterator[TwoPartMessage]:
         while (message := self.next_message()) is not None:
@@ -215,8 +269,7 @@ class TwoPartDecoder:
         if self._error is not None:
             raise self._error
         if self.buffered:
-            self._error = TruncatedFrame(self.buffered, self.pending_frame_size())
-            raise self._error
+            raise self._poison(TruncatedFrame(self.buffered, self.pending_frame_size()))
 
 
 def decode_single(data: bytes, *, max_message_size: int | None = DEFAULT_MAX_FRAME_SIZE) -> TwoPartMessage | None:
