@@ -624,3 +624,31 @@ async def test_a_long_read_is_worked_on_in_turns(monkeypatch: pytest.MonkeyPatch
         await asyncio.sleep(0)
     assert len(driven.sink.offers) == 400 and transport.reading
     assert bytes(transport.output).count(b"HTTP/1.1 202 ") == 400
+
+
+async def test_a_small_read_is_worked_on_before_the_backlogs_of_floods(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A feed pass takes the smallest backlog first: one request is not queued behind every flooding connection."""
+    monkeypatch.setattr(server_module, "FEED_TURN_S", 0.0)  # one slice per pass
+    sink = RecordingSink(None)
+    server = HttpRequestServer(sink)
+    server.endpoints.add("echo")
+    one = b"POST /v1/rpc/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\n"
+    floods = []
+    for _ in range(5):
+        connection = _HttpConnection(server)
+        connection.connection_made(PausingTransport())
+        connection.data_received((one + b"f") * 400)  # ~24 KiB each: six slices
+        floods.append(connection)
+    caller = _HttpConnection(server)
+    caller_transport = PausingTransport()
+    caller.connection_made(caller_transport)
+    caller.data_received(one + b"c")  # arrives last
+    await asyncio.sleep(0)  # one pass
+    assert bytes(caller_transport.output).startswith(b"HTTP/1.1 202 "), "the caller waited behind the floods"
+    untouched = len((one + b"f") * 400)
+    assert [c.backlog_left for c in floods] == [untouched] * 5, "one pass worked on more than one turn in all"
+    for _ in range(100):
+        if not any(c.backlog_left for c in floods):
+            break
+        await asyncio.sleep(0)
+    assert not any(c.backlog_left for c in floods) and len(sink.offers) == 5 * 400 + 1

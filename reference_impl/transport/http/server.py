@@ -83,13 +83,14 @@ FEED_TURN_S = 0.01  # one connection's input is worked on for about this long be
 class _HttpConnection(asyncio.Protocol):
     """Buffers the first bytes until they tell h2 from HTTP/1.1, then hands over to that driver.
 
-    A read is noted (its arrival time) at once and worked on in the loop's
-    next pass, after the other sockets ready by then have been read too; it is
-    handed over in slices, and once a connection has had ``FEED_TURN_S``
-    of work, the rest of its read waits (and its socket is not read) until the
-    event loop has run everything else that is ready.  Cheap frames in bulk
-    (hundreds of h2 HEADERS in one 256 KiB read cost tens of milliseconds in
-    hyper-h2) then delay other connections by one turn, not by the whole read.
+    A read is noted (its arrival time) at once and worked on in the server's
+    next feed pass (``HttpRequestServer.want_feed``), after the other sockets
+    ready by then have been read too; it is handed over in slices, and once a
+    pass has had ``FEED_TURN_S`` of work, the rest of its read waits (and its
+    socket is not read) until the event loop has run everything else that is
+    ready.  Cheap frames in bulk (hundreds of h2 HEADERS in one 256 KiB read
+    cost tens of milliseconds in hyper-h2) then delay other connections by one
+    turn, not by the whole read.
     """
 
     def __init__(self, server: HttpRequestServer) -> None:
@@ -144,34 +145,35 @@ class _HttpConnection(asyncio.Protocol):
         self._backlog = bytearray(data)
         self._backlog_at = 0
         self._arrived_at = arrived_at
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._work()  # driven by hand, without a loop (tests)
-            return
         # Worked on in the loop's next pass, after every other socket ready now has been read and its arrival
         # noted: deadlines then run from when a request came, not from when a busy worker got to it.
-        self._continuation = loop.call_soon(self._work)
+        self._continuation = self.server.want_feed(self)
+        if self._continuation is None:
+            self._work()  # driven by hand, without a loop (tests)
 
-    def _work(self) -> None:
-        """Hand the backlog to the driver slice by slice, for about one turn; schedule the rest."""
+    @property
+    def backlog_left(self) -> int:
+        """Bytes of reads not yet handed to the driver."""
+        return len(self._backlog) - self._backlog_at
+
+    def _work(self, until: float | None = None) -> None:
+        """Hand the backlog to the driver slice by slice, until ``until`` (default: one turn); queue the rest."""
+        self.server.drop_feed(self)
         self._continuation = None
-        started = time.perf_counter()
+        if until is None:
+            until = time.perf_counter() + FEED_TURN_S
         worked = False  # every turn hands over at least one slice
         while self._backlog_at < len(self._backlog):
             if self.session is None or self.transport is None or self.transport.is_closing() or self.lingering:
                 self._backlog.clear()
                 self._backlog_at = 0
                 return
-            if worked and time.perf_counter() - started > FEED_TURN_S:
-                try:
-                    loop = asyncio.get_running_loop()
-                except RuntimeError:
-                    loop = None  # driven by hand, without a loop (tests): nobody else to give a turn to
-                if loop is not None:
+            if worked and time.perf_counter() > until:
+                self._continuation = self.server.want_feed(self)
+                if self._continuation is not None:
                     self._pause("backlog")
-                    self._continuation = loop.call_soon(self._work)
                     return
+                # driven by hand, without a loop (tests): nobody else to give a turn to
             piece = bytes(self._backlog[self._backlog_at : self._backlog_at + FEED_SLICE])
             self._backlog_at += len(piece)
             self.session.data_received(piece, self._arrived_at)
@@ -275,9 +277,8 @@ class _HttpConnection(asyncio.Protocol):
         self._backlog.clear()
         self._backlog_at = 0
         self._eof_pending = False
-        if self._continuation is not None:
-            self._continuation.cancel()
-            self._continuation = None
+        self.server.drop_feed(self)  # (the feed pass is the server's, shared: not cancelled)
+        self._continuation = None
         guards = self.server.guards
         if guards.linger_time is None or not transport.can_write_eof() or not self.server.start_lingering(self):
             self._close_now(reset=False)
@@ -319,11 +320,10 @@ class _HttpConnection(asyncio.Protocol):
             transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._continuation is not None:
-            self._continuation.cancel()
-            self._continuation = None
         self._backlog.clear()
         self.linger_deadline.clear()
+        self.server.drop_feed(self)
+        self._continuation = None
         if self.session is not None:
             self.session.connection_lost()
         self.server.connection_closed(self)
@@ -377,6 +377,8 @@ class HttpRequestServer:
         self.endpoints: set[str] = set()  # bare endpoint names, as Dynamo keys its handler map
         self.connections: set[_HttpConnection] = set()
         self.lingering: set[_HttpConnection] = set()  # closing after an error answer (at most guards.max_lingering)
+        self._feeding: dict[_HttpConnection, None] = {}  # connections with reads waiting for the next feed pass
+        self._feed_handle: asyncio.Handle | None = None
         self.connections_accepted = 0
         self.wire_errors: list[str] = []
         self._server: asyncio.AbstractServer | None = None
@@ -438,6 +440,43 @@ class HttpRequestServer:
         self.connections.add(connection)
         self.connections_accepted += 1
         self._all_closed.clear()
+
+    def want_feed(self, connection: _HttpConnection) -> asyncio.Handle | None:
+        """Queue ``connection``'s reads for the next feed pass; that pass's handle (None without a running loop)."""
+        if self._feed_handle is None or self._feed_handle.cancelled():
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return None
+            self._feed_handle = loop.call_soon(self._feed)
+        self._feeding[connection] = None
+        return self._feed_handle
+
+    def drop_feed(self, connection: _HttpConnection) -> None:
+        self._feeding.pop(connection, None)
+
+    def _feed(self) -> None:
+        """One pass over the connections with reads waiting, for about ``FEED_TURN_S`` of work in all.
+
+        Smallest backlog first: a caller's one request is worked on in the
+        next pass, not after every flooding connection has had its turn (with
+        a turn each, fifty connections full of h2 HEADERS would make every
+        other read wait half a second or more).  Each connection worked on
+        gets at least one slice, so the large backlogs progress too.
+        """
+        self._feed_handle = None
+        until = time.perf_counter() + FEED_TURN_S
+        for connection in sorted(self._feeding, key=lambda c: c.backlog_left):
+            if connection not in self._feeding:
+                continue  # closed by the work of one before it
+            connection._work(until)
+            if time.perf_counter() > until:
+                break
+        if self._feeding:  # those not reached, or not done: the next pass
+            if self._feed_handle is None:
+                self._feed_handle = asyncio.get_running_loop().call_soon(self._feed)
+            for connection in self._feeding:
+                connection._continuation = self._feed_handle
 
     def start_lingering(self, connection: _HttpConnection) -> bool:
         """Count ``connection`` as lingering; False (it must close at once) when ``max_lingering`` already do."""
