@@ -77,7 +77,7 @@ def sniff_protocol(prefix: bytes) -> str | None:
 
 
 FEED_SLICE = 4096  # bytes handed to the driver at a time (~70 h2 HEADERS: ~15 ms in hyper-h2)
-FEED_TURN_S = 0.01  # one connection's input is worked on for about this long before the loop gets a turn
+FEED_TURN_S = 0.01  # one feed pass (all connections together) works on reads about this long, then the loop runs
 
 
 class _HttpConnection(asyncio.Protocol):
