@@ -21,6 +21,8 @@ import hpack
 import pytest
 from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
+from reference_impl.config import ConfigError
+from reference_impl.transport.http import http2_server
 from reference_impl.transport.http import server as server_module
 from reference_impl.transport.http.budgets import ByteBudget, Deadline, DeadlineTimer, RateBudget
 from reference_impl.transport.http.http1_server import Http1ServerSession
@@ -186,6 +188,33 @@ def test_guards_refuse_nonsense_and_workerconfig_reads_the_variables() -> None:
     assert WorkerConfig().of(HTTP).send_timeout == 5.0
 
 
+def test_parked_stream_and_linger_settings_are_read_and_checked() -> None:
+    config = WorkerConfig.from_env(
+        {
+            "RP_HTTP_H2_MAX_PARKED_STREAMS": "7",
+            "RP_HTTP_LINGER_TIME": "0",
+            "RP_HTTP_LINGER_TIMEOUT": "0.25",
+            "RP_HTTP_LINGER_BYTES": "4096",
+            "RP_HTTP_MAX_LINGERING": "3",
+        }
+    )
+    guards = config.of(HTTP).guards
+    assert (guards.h2_max_parked_streams, guards.linger_time, guards.linger_timeout) == (7, None, 0.25)
+    assert (guards.linger_bytes, guards.max_lingering) == (4096, 3)
+    defaults = WorkerConfig().of(HTTP).guards
+    assert (defaults.h2_max_parked_streams, defaults.linger_time, defaults.linger_bytes) == (100, 2.0, 1024 * 1024)
+    for variable, value in (
+        ("RP_HTTP_H2_MAX_PARKED_STREAMS", "0"),
+        ("RP_HTTP_LINGER_TIMEOUT", "0"),
+        ("RP_HTTP_LINGER_BYTES", "-1"),
+        ("RP_HTTP_MAX_LINGERING", "many"),
+    ):
+        with pytest.raises(ConfigError, match=variable):
+            WorkerConfig.from_env({variable: value})
+    with pytest.raises(ValueError, match="max_lingering"):
+        HttpGuards(max_lingering=0)
+
+
 # --- drivers ---------------------------------------------------------------------------------------
 
 
@@ -289,10 +318,15 @@ def test_h2_a_stream_past_max_concurrent_streams_is_refused_alone() -> None:
     assert not any(isinstance(f, GoAwayFrame) for f in frames) and not driven.transport.closed
 
 
+def _ended(transport: RecordingTransport) -> bool:
+    """Closed, or closing after an error answer: its write side shut (FIN), lingering over what still comes."""
+    return transport.closed or transport.eof_written
+
+
 def _calmed(driven: Driven) -> bool:
     frames = h2_frames(bytes(driven.transport.output))
     goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
-    return driven.transport.closed and [g.error_code for g in goaways] == [ENHANCE_YOUR_CALM]
+    return _ended(driven.transport) and [g.error_code for g in goaways] == [ENHANCE_YOUR_CALM]
 
 
 def test_h2_rapid_reset_spends_the_reset_budget_then_gets_enhance_your_calm() -> None:
@@ -345,7 +379,7 @@ def test_h2_a_header_block_past_its_limit_gets_enhance_your_calm() -> None:
     driven.feed(_continuations(1, 3, 137 * 14, last_ends=True))  # ~5.6 KiB of whole fields, ended: served
     assert not driven.transport.closed and driven.sink.offers == []  # (no END_STREAM: its body is awaited)
     driven.feed(_continuations(3, 10, 2048))  # never ended: cut off past 8 KiB, not at h2's 64 frames
-    assert driven.transport.closed
+    assert _ended(driven.transport)
     goaways = [f for f in h2_frames(bytes(driven.transport.output)) if isinstance(f, GoAwayFrame)]
     assert goaways and goaways[-1].error_code == ENHANCE_YOUR_CALM
     assert b"RP_HTTP_H2_MAX_HEADER_BLOCK" in goaways[-1].additional_data
@@ -356,9 +390,9 @@ def test_h2_a_header_block_left_open_is_closed_at_the_header_timeout() -> None:
     handshake(driven, client())
     driven.feed(_continuations(1, 2, 100))  # small, but never ended
     driven.sweep(after=0.5)
-    assert not driven.transport.closed
+    assert not _ended(driven.transport)
     driven.sweep(after=1.5)
-    assert driven.transport.closed
+    assert _ended(driven.transport)
     goaways = [f for f in h2_frames(bytes(driven.transport.output)) if isinstance(f, GoAwayFrame)]
     assert goaways and b"header block" in goaways[-1].additional_data
 
@@ -382,6 +416,95 @@ def test_h2_deadlines_end_a_stalled_body_and_a_parked_answer() -> None:
     session = driven.connection.session
     assert isinstance(session, Http2ServerSession)
     assert session.streams.keys() <= {stalled}  # the 408's own body may wait for window too
+
+
+def _parked(driven: Driven, conn: h2.connection.H2Connection, count: int) -> list[int]:
+    """``count`` requests whose answers (404s, with a body) park behind the zero window ``conn`` advertised."""
+    ids = [request(conn, "/v1/rpc/unknown", end=True) for _ in range(count)]
+    driven.feed(conn.data_to_send())
+    return ids
+
+
+def test_h2_answers_parked_past_the_cap_end_the_connection_with_enhance_your_calm() -> None:
+    driven = Driven(HttpGuards(h2_max_parked_streams=3))
+    conn = client(INITIAL_WINDOW_SIZE=0)
+    handshake(driven, conn)
+    _parked(driven, conn, 3)
+    session = driven.connection.session
+    assert isinstance(session, Http2ServerSession)
+    assert session.parked_streams == 3 and not _ended(driven.transport)
+    _parked(driven, conn, 1)  # a fourth answer left unread: the peer holds answers, it does not read them
+    assert _calmed(driven)
+    goaway = next(f for f in h2_frames(bytes(driven.transport.output)) if isinstance(f, GoAwayFrame))
+    assert b"RP_HTTP_H2_MAX_PARKED_STREAMS" in goaway.additional_data
+    assert session.parked_streams == 0 and not session.streams
+
+
+def test_h2_a_connection_whose_every_answer_is_overdue_is_given_up_with_one_goaway() -> None:
+    driven = Driven(HttpGuards(send_timeout=1.0))
+    conn = client(INITIAL_WINDOW_SIZE=0)
+    handshake(driven, conn)
+    _parked(driven, conn, 40)
+    driven.transport.output.clear()
+    driven.sweep(after=0.5)
+    assert not h2_frames(bytes(driven.transport.output))
+    driven.sweep(after=1.5)
+    frames = h2_frames(bytes(driven.transport.output))
+    assert not [f for f in frames if isinstance(f, RstStreamFrame)], "one reset per stream instead of one GOAWAY"
+    assert _calmed(driven)
+
+
+def test_h2_overdue_answers_are_reset_a_slice_per_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection also sending a body: its overdue answers are reset, at most a slice per check, the rest next."""
+    monkeypatch.setattr(http2_server, "GIVE_UP_SLICE", 10)
+    driven = Driven(HttpGuards(send_timeout=1.0, body_timeout=60.0))
+    conn = client(INITIAL_WINDOW_SIZE=0)
+    handshake(driven, conn)
+    request(conn)  # a body under way: this peer is not given up as a whole
+    parked = _parked(driven, conn, 25)
+    driven.transport.output.clear()
+    resets: list[int] = []
+    for _ in range(3):
+        driven.sweep(after=1.5)
+        frames = h2_frames(bytes(driven.transport.output))
+        driven.transport.output.clear()
+        now = [f.stream_id for f in frames if isinstance(f, RstStreamFrame)]
+        assert len(now) <= 10
+        resets += now
+    assert sorted(resets) == parked and not _ended(driven.transport)
+
+
+def test_deadline_timer_checks_owners_in_turns_under_a_loop() -> None:
+    """Owners due together are checked a turn's worth per loop pass; other callbacks run in between."""
+
+    async def scenario() -> None:
+        timer = DeadlineTimer(clock=FakeClock(), turn=0.0)  # one owner per pass
+        owners = [Owner() for _ in range(3)]
+        deadlines = [Deadline() for _ in owners]
+        for owner, deadline in zip(owners, deadlines, strict=True):
+            deadline.arm(100.0, 1.0)
+            timer.watch(deadline, owner)
+        between: list[int] = []
+        asyncio.get_running_loop().call_soon(lambda: between.append(sum(bool(o.checked) for o in owners)))
+        timer.fire(101.0)
+        assert [bool(o.checked) for o in owners] == [True, False, False] and timer.pending == 2
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert all(o.checked for o in owners) and timer.pending == 0
+        assert between == [1], "the loop's other callbacks waited for every owner"
+        timer.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_long_read_driven_without_a_loop_is_worked_on_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its turn, a read handed over without a running loop goes on (no loop to yield to, no RuntimeError)."""
+    monkeypatch.setattr(server_module, "FEED_TURN_S", 0.0)  # every slice would end a turn
+    driven = Driven()
+    requests = b"".join(b"POST /v1/rpc/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n" for _ in range(300))
+    assert len(requests) > 2 * server_module.FEED_SLICE
+    driven.connection.data_received(requests)
+    assert len(driven.sink.offers) == 300
 
 
 async def test_h1_content_length_with_transfer_encoding_is_400_and_close() -> (
@@ -461,9 +584,9 @@ def test_h2_preface_without_settings_is_closed_at_the_header_timeout() -> None:
     driven = Driven(HttpGuards(header_timeout=1.0))
     driven.feed(PREFACE)  # and never the SETTINGS frame that must follow
     driven.sweep(after=0.5)
-    assert not driven.transport.closed
+    assert not _ended(driven.transport)
     driven.sweep(after=1.5)
-    assert driven.transport.closed
+    assert _ended(driven.transport)
     goaways = [f for f in h2_frames(bytes(driven.transport.output)) if isinstance(f, GoAwayFrame)]
     assert goaways and b"SETTINGS" in goaways[-1].additional_data
 
@@ -501,3 +624,31 @@ async def test_a_long_read_is_worked_on_in_turns(monkeypatch: pytest.MonkeyPatch
         await asyncio.sleep(0)
     assert len(driven.sink.offers) == 400 and transport.reading
     assert bytes(transport.output).count(b"HTTP/1.1 202 ") == 400
+
+
+async def test_a_small_read_is_worked_on_before_the_backlogs_of_floods(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A feed pass takes the smallest backlog first: one request is not queued behind every flooding connection."""
+    monkeypatch.setattr(server_module, "FEED_TURN_S", 0.0)  # one slice per pass
+    sink = RecordingSink(None)
+    server = HttpRequestServer(sink)
+    server.endpoints.add("echo")
+    one = b"POST /v1/rpc/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\n"
+    floods = []
+    for _ in range(5):
+        connection = _HttpConnection(server)
+        connection.connection_made(PausingTransport())
+        connection.data_received((one + b"f") * 400)  # ~24 KiB each: six slices
+        floods.append(connection)
+    caller = _HttpConnection(server)
+    caller_transport = PausingTransport()
+    caller.connection_made(caller_transport)
+    caller.data_received(one + b"c")  # arrives last
+    await asyncio.sleep(0)  # one pass
+    assert bytes(caller_transport.output).startswith(b"HTTP/1.1 202 "), "the caller waited behind the floods"
+    untouched = len((one + b"f") * 400)
+    assert [c.backlog_left for c in floods] == [untouched] * 5, "one pass worked on more than one turn in all"
+    for _ in range(100):
+        if not any(c.backlog_left for c in floods):
+            break
+        await asyncio.sleep(0)
+    assert not any(c.backlog_left for c in floods) and len(sink.offers) == 5 * 400 + 1

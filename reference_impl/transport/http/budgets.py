@@ -117,6 +117,9 @@ TIMER_TICK_S = 0.01  # deadlines are rounded up to this: ones armed together fir
 # Deadlines further ahead than this are left to the sweep (idle timeouts: minutes, where a sweep's lateness does not
 # matter), so that the heap holds seconds' worth of entries, not one per connection opened in the last minutes.
 TIMER_HORIZON_S = 30.0
+# Owners are checked for about this long per event-loop pass; the rest wait one turn (as reads do in the server),
+# so that thousands of deadlines passing together (answers parked on many connections) never hold the loop.
+TIMER_TURN_S = 0.01
 
 
 class DeadlineTimer:
@@ -126,18 +129,28 @@ class DeadlineTimer:
     of a timer per deadline: ``watch`` is cheap to repeat (a deadline already
     queued at or before its time is not queued again; one moved later is
     queued again when its old time comes), and owners with deadlines due
-    together are each checked once per pass.  Deadlines that are never watched
+    together are each checked once per pass.  The owners due are checked for
+    about ``turn`` seconds per event-loop pass, the rest in the next passes,
+    so many deadlines passing at once are worked off in slices while other
+    callbacks run between them.  Deadlines that are never watched
     are still found by the owner's periodic sweep, as are those beyond
     ``horizon``.  Owners are held weakly: a closed connection is not kept
     alive by its deadlines.
     """
 
     def __init__(
-        self, clock: Callable[[], float] = time.monotonic, tick: float = TIMER_TICK_S, horizon: float = TIMER_HORIZON_S
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        tick: float = TIMER_TICK_S,
+        horizon: float = TIMER_HORIZON_S,
+        turn: float = TIMER_TURN_S,
     ) -> None:
         self.clock = clock
         self.tick = tick
         self.horizon = horizon
+        self.turn = turn
+        self._due: dict[int, DeadlineOwner] = {}  # owners found due and not yet checked, in order
+        self._resume: asyncio.Handle | None = None  # the next pass's slice of ``_due``
         self._heap: list[tuple[float, int, Deadline, weakref.ref[DeadlineOwner]]] = []
         self._order = itertools.count()
         self._handle: asyncio.TimerHandle | None = None
@@ -160,8 +173,12 @@ class DeadlineTimer:
         self._schedule()
 
     def fire(self, now: float) -> None:
-        """Check the owners of every deadline passed by ``now`` (the event-loop timer calls this)."""
-        due: dict[int, DeadlineOwner] = {}
+        """Check the owners of every deadline passed by ``now`` (the event-loop timer calls this).
+
+        Under a running loop, owners beyond one ``turn`` of work are checked in
+        the loop's next passes; driven by hand (no loop), all of them now.
+        """
+        due = self._due
         while self._heap and self._heap[0][0] <= now:
             at, _, deadline, owner_ref = heapq.heappop(self._heap)
             if deadline.queued_at != at:
@@ -174,17 +191,46 @@ class DeadlineTimer:
                 self.watch(deadline, owner)  # moved later since it was queued (then queued after ``at``)
                 continue
             due[id(owner)] = owner
-        for owner in due.values():
+        if self._resume is None:
+            self._check_due(now)
+
+    def _check_due(self, now: float) -> None:
+        started = time.perf_counter()
+        checked = 0  # every pass checks at least one owner
+        while self._due:
+            if checked and time.perf_counter() - started > self.turn:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    loop = None  # driven by hand: nobody to give a turn to
+                if loop is not None:
+                    self._resume = loop.call_soon(self._on_resume)
+                    return
+            key = next(iter(self._due))
+            owner = self._due.pop(key)
+            checked += 1
             try:
                 owner.check_deadlines(now)
             except Exception:
                 log.exception("checking deadlines on time failed")
 
+    def _on_resume(self) -> None:
+        self._resume = None
+        self._check_due(self.clock())
+
+    @property
+    def pending(self) -> int:
+        """Owners found due and waiting for their check in a later pass."""
+        return len(self._due)
+
     def cancel(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
-        self._handle = self._handle_at = None
+        if self._resume is not None:
+            self._resume.cancel()
+        self._handle = self._handle_at = self._resume = None
         self._heap.clear()
+        self._due.clear()
 
     def _schedule(self) -> None:
         if not self._heap:

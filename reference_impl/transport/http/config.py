@@ -69,6 +69,26 @@ class HttpWorkerConfig(cfg.Settings):
         default=limits.DEFAULT_H2_MAX_HEADER_BLOCK,
         metadata=_S("RP_HTTP_H2_MAX_HEADER_BLOCK", cfg.parse_int, cfg.positive),
     )
+    # Answers one h2 connection may hold behind a zero window; past it GOAWAY ENHANCE_YOUR_CALM (limits.py).
+    h2_max_parked_streams: int = field(
+        default=limits.DEFAULT_H2_MAX_PARKED_STREAMS,
+        metadata=_S("RP_HTTP_H2_MAX_PARKED_STREAMS", cfg.parse_int, cfg.positive),
+    )
+    # The lingering close after an error answer: how long, how long silent, how many bytes, how many at once.
+    linger_time: float | None = field(
+        default=limits.DEFAULT_LINGER_TIME,
+        metadata=_S("RP_HTTP_LINGER_TIME", cfg.parse_seconds_or_off, cfg.optional(cfg.positive)),
+    )
+    linger_timeout: float = field(
+        default=limits.DEFAULT_LINGER_TIMEOUT,
+        metadata=_S("RP_HTTP_LINGER_TIMEOUT", cfg.parse_seconds, cfg.positive),
+    )
+    linger_bytes: int = field(
+        default=limits.DEFAULT_LINGER_BYTES, metadata=_S("RP_HTTP_LINGER_BYTES", cfg.parse_int, cfg.positive)
+    )
+    max_lingering: int = field(
+        default=limits.DEFAULT_MAX_LINGERING, metadata=_S("RP_HTTP_MAX_LINGERING", cfg.parse_int, cfg.positive)
+    )
 
     @property
     def guards(self) -> limits.HttpGuards:
@@ -86,6 +106,11 @@ class HttpWorkerConfig(cfg.Settings):
             h2_control_rate=self.h2_control_rate,
             max_body_chunks=self.max_body_chunks,
             h2_max_header_block=self.h2_max_header_block,
+            h2_max_parked_streams=self.h2_max_parked_streams,
+            linger_time=self.linger_time,
+            linger_timeout=self.linger_timeout,
+            linger_bytes=self.linger_bytes,
+            max_lingering=self.max_lingering,
         )
 
 

@@ -7,9 +7,9 @@ before any body is read and against the running total of a chunked body.  An
 answer sent before the body was read (413, 404 outside the root, 405) closes
 the connection afterwards unless the rest of the body is small enough to
 read and drop; a malformed request gets a 400 and a close.  A
-close after an answer is a lingering one (write side first, input drained
-for a moment) so the peer can read the answer before its unread body turns
-the close into a reset.
+close after an answer is a lingering one (the connection's ``linger``: write
+side first, input drained for a bounded moment) so the peer can read the
+answer before its unread body turns the close into a reset.
 
 Denial of service and smuggling (limits in ``limits.HttpGuards``): a request
 head must be complete within the header timeout of its first byte (of the
@@ -50,7 +50,6 @@ from reference_impl.transport.http.routing import (
 
 log = logging.getLogger(__name__)
 
-LINGER_SECONDS = 2.0
 HEAD_TIMEOUT = "request head not received in time"
 TOO_MANY_CHUNKS = "too many chunks in a chunked body"
 
@@ -69,6 +68,8 @@ class Http1ServerSession:
         peer: str,
         body_budget: ByteBudget | None = None,
         watch: Callable[[Deadline], None] | None = None,
+        *,
+        linger: Callable[[], None] | None = None,
     ) -> None:
         self.limits = limits
         self.guards = limits.guards
@@ -79,6 +80,8 @@ class Http1ServerSession:
         self.peer = peer
         # Shown every deadline as it is armed, so that it fires on time (the server's DeadlineTimer).
         self.watch: Callable[[Deadline], None] = watch if watch is not None else _unwatched
+        # How the connection closes after an answer it must close on: lingering (the connection's), or at once.
+        self.linger: Callable[[], None] = linger if linger is not None else transport.close
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_size)
         self.endpoint: str | None = None  # set while collecting the body of a routed request
         self.headers: dict[str, str] = {}
@@ -281,19 +284,15 @@ class Http1ServerSession:
         self._linger_close()
 
     def _linger_close(self) -> None:
-        """Send what is queued, then FIN; read and drop input until the peer closes (bounded)."""
+        """Send what is queued, then FIN; read and drop input until the peer closes (bounded: ``linger``)."""
         if self.draining:
             return
         self.draining = True
         self.in_request = False
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-            asyncio.get_running_loop().call_later(LINGER_SECONDS, self.transport.close)
-        else:
-            self.transport.close()
+        self.linger()
 
     def _write(self, data: bytes) -> None:
-        if data and not self.transport.is_closing():
+        if data and not self.draining and not self.transport.is_closing():
             self.transport.write(data)
 
     # -- connection life ------------------------------------------------------------------

@@ -16,6 +16,13 @@ dropped; a stream whose body stalls, or whose answer waits for window, past
 its deadline is answered 408 or reset; streams reset by the peer and control
 frames (PING, SETTINGS, PRIORITY, empty DATA) spend rate budgets, and a
 connection that overspends gets GOAWAY ENHANCE_YOUR_CALM and is closed.
+Answers parked behind a zero window are bounded per connection (past the
+bound, GOAWAY ENHANCE_YOUR_CALM); when every stream of a connection is parked
+past its deadline the connection is given up as a whole (one GOAWAY, not a
+reset per stream), and otherwise at most ``GIVE_UP_SLICE`` streams are given
+up per deadline check, so a burst of expiries never holds the event loop.
+Every close after an error goes through ``linger`` (the connection's
+lingering close).
 """
 
 from __future__ import annotations
@@ -57,6 +64,9 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DEFAULT_WINDOW = 65_535
 ENHANCE_YOUR_CALM = int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
 READ_SLICE = 16_384  # bytes handed to h2 at a time (one default-size DATA frame, ~1000 PINGs)
+# Streams given up (408 or RST_STREAM, ~150 us each in hyper-h2) per deadline check: ~7 ms; the rest are due again
+# at once and wait for the next check, one event-loop turn later, so thousands expiring together never hold the loop.
+GIVE_UP_SLICE = 50
 
 # Events that cost the server work (and, for PING and SETTINGS, an answer) but carry no request.
 _CONTROL_EVENTS = (
@@ -146,6 +156,7 @@ class _Stream:
     receiving: bool = True  # the peer has not ended its side
     unsent: bytes = b""  # answer body waiting for flow-control window
     owed: int = 0  # flow-controlled bytes received and buffered but not yet acknowledged
+    parked: bool = False  # its answer waits for the peer to open a window (counted in ``parked_streams``)
     body_deadline: Deadline = field(default_factory=Deadline)  # next DATA due
     send_deadline: Deadline = field(default_factory=Deadline)  # window for the answer due
 
@@ -160,6 +171,8 @@ class Http2ServerSession:
         peer: str,
         body_budget: ByteBudget | None = None,
         watch: Callable[[Deadline], None] | None = None,
+        *,
+        linger: Callable[[], None] | None = None,
     ) -> None:
         self.limits = limits
         guards = limits.guards
@@ -175,6 +188,8 @@ class Http2ServerSession:
         self.peer = peer
         # Shown every deadline as it is armed, so that it fires on time (the server's DeadlineTimer).
         self.watch: Callable[[Deadline], None] = watch if watch is not None else _unwatched
+        # How the connection closes after an error: lingering (the connection's), or at once (driven alone).
+        self.linger: Callable[[], None] = linger if linger is not None else transport.close
         # When the read being handled arrived (set by the connection around each slice): deadlines of what it
         # carries run from then, not from when a busy worker got round to it.
         self.arrived_at: float | None = None
@@ -198,6 +213,7 @@ class Http2ServerSession:
             self.h2.increment_flow_control_window(limits.h2_window_size - DEFAULT_WINDOW)
         self.goaways = GoawayFilter(preface_length=len(PREFACE))
         self.streams: dict[int, _Stream] = {}
+        self.parked_streams = 0  # streams whose answer waits for window
         self.highest_stream_id = 0
         self.goaway_sent: int | None = None  # last_stream_id of our GOAWAY
         self.peer_goaway: Goaway | None = None
@@ -261,6 +277,8 @@ class Http2ServerSession:
             self._forget(stream_id)
             self.h2.over_limit.discard(stream_id)
         for event in events:
+            if self.closed:
+                return  # ended by an event before this one (a budget overspent): nothing more is answered
             if isinstance(event, h2.events.RequestReceived) and event.stream_id in gone:
                 continue
             handler = self._handlers.get(type(event))
@@ -363,8 +381,14 @@ class Http2ServerSession:
         if stream is not None:
             self._release(stream)
 
+    def _unpark(self, stream: _Stream) -> None:
+        if stream.parked:
+            stream.parked = False
+            self.parked_streams -= 1
+
     def _release(self, stream: _Stream) -> None:
         """A stream gone from h2 (reset, connection closing): release its bytes; its window no longer matters."""
+        self._unpark(stream)
         if stream.body:
             self.connection_budget.release(len(stream.body))
             self.body_budget.release(len(stream.body))
@@ -386,6 +410,8 @@ class Http2ServerSession:
 
     def _on_window(self, event: h2.events.Event) -> None:
         for stream_id, stream in list(self.streams.items()):
+            if self.closed:
+                return
             if stream.unsent:
                 self._send_body(stream_id, stream)
 
@@ -427,11 +453,21 @@ class Http2ServerSession:
             self._answered(stream_id, stream)
 
     def _send_body(self, stream_id: int, stream: _Stream) -> None:
+        if self.closed:
+            return
         window = min(self.h2.local_flow_control_window(stream_id), self.h2.max_outbound_frame_size)
         if window <= 0:
-            if stream.send_deadline.at is None:  # parked: the peer has until the deadline to open its window
+            if not stream.parked:  # parked: the peer has until the deadline to open its window
+                stream.parked = True
+                self.parked_streams += 1
                 self._arm(stream.send_deadline, self._now(), self.guards.send_timeout)
+                if self.parked_streams > self.guards.h2_max_parked_streams:
+                    self._calm(
+                        f"over {self.guards.h2_max_parked_streams} answers left unread behind a zero window"
+                        " (RP_HTTP_H2_MAX_PARKED_STREAMS)"
+                    )
             return
+        self._unpark(stream)
         stream.send_deadline.clear()
         chunk, stream.unsent = stream.unsent[:window], stream.unsent[window:]
         self.h2.send_data(stream_id, chunk, end_stream=not stream.unsent)
@@ -493,18 +529,12 @@ class Http2ServerSession:
         if self.block_deadline.expired(now):
             self._fail_slow("did not end a header block (CONTINUATION frames) in time")
             return
-        for stream_id, stream in list(self.streams.items()):
-            if stream.body_deadline.expired(now) and stream.endpoint is not None:
-                self._drop_body(stream_id, stream)
-                self._answer(stream_id, stream, BODY_TIMEOUT)
-            elif stream.send_deadline.expired(now):
-                # The peer keeps its window shut: give up on this answer.
-                self.streams.pop(stream_id, None)
-                self._release(stream)
-                try:
-                    self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
-                except h2.exceptions.StreamClosedError:
-                    pass
+        every_answer_overdue = len(self.streams) > 1 and self.parked_streams == len(self.streams)
+        if every_answer_overdue and all(stream.send_deadline.expired(now) for stream in self.streams.values()):
+            # Every answer unread past its deadline: the peer reads nothing; one GOAWAY, not a reset each.
+            self._calm(f"left all {len(self.streams)} answers unread past RP_HTTP_SEND_TIMEOUT")
+            return
+        self._give_up_overdue(now)
         self._pay_owed()  # other connections may have released server-wide budget
         if self.streams:
             self.idle_deadline.clear()
@@ -516,12 +546,35 @@ class Http2ServerSession:
         self._flush()
         self._close_if_done()
 
+    def _give_up_overdue(self, now: float) -> None:
+        """408 the stalled bodies and reset the unread answers past their deadlines, ``GIVE_UP_SLICE`` at a time."""
+        given_up = 0
+        for stream_id, stream in list(self.streams.items()):
+            stalled = stream.body_deadline.expired(now) and stream.endpoint is not None
+            if not (stalled or stream.send_deadline.expired(now)):
+                continue
+            if given_up == GIVE_UP_SLICE:  # the rest at the next check, one loop turn from now
+                self.watch(stream.body_deadline if stalled else stream.send_deadline)
+                return
+            given_up += 1
+            if stalled:
+                self._drop_body(stream_id, stream)
+                self._answer(stream_id, stream, BODY_TIMEOUT)
+            else:
+                # The peer keeps its window shut: give up on this answer.
+                self.streams.pop(stream_id, None)
+                self._release(stream)
+                try:
+                    self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+                except h2.exceptions.StreamClosedError:
+                    pass
+
     def _fail_slow(self, reason: str) -> None:
         log.info("closing HTTP/2 connection from %s: it %s", self.peer, reason)
         self.transport.write(encode_goaway(self.highest_stream_id, PROTOCOL_ERROR, reason.encode()))
         self._drop_all()
         self.closed = True
-        self.transport.close()
+        self.linger()
 
     def _calm(self, reason: str) -> None:
         """GOAWAY ENHANCE_YOUR_CALM naming the reason, and close (hyper, nghttp2 and Go do the same)."""
@@ -531,7 +584,7 @@ class Http2ServerSession:
         self.transport.write(encode_goaway(self.highest_stream_id, ENHANCE_YOUR_CALM, reason.encode()[:512]))
         self._drop_all()
         self.closed = True
-        self.transport.close()
+        self.linger()
 
     def _drop_all(self) -> None:
         for stream in self.streams.values():
@@ -565,7 +618,7 @@ class Http2ServerSession:
         self.transport.write(encode_goaway(self.highest_stream_id, error_code, reason.encode()[:512]))
         self._drop_all()
         self.closed = True
-        self.transport.close()
+        self.linger()
 
     def eof_received(self) -> None:
         self._drop_all()
@@ -577,6 +630,8 @@ class Http2ServerSession:
         self.closed = True
 
     def _flush(self) -> None:
+        if self.closed:
+            return  # ended (and maybe lingering, its write side shut): what h2 queued since is not sent
         data = self.h2.data_to_send()
         if data:
             self.transport.write(data)

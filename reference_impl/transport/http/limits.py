@@ -31,6 +31,23 @@ DEFAULT_MAX_BODY_CHUNKS = 1024  # chunks in one HTTP/1.1 chunked body (2 MiB in 
 # advertises (SETTINGS_MAX_HEADER_LIST_SIZE), as HPACK is never much larger than the list it encodes.  hyper-h2
 # alone allows 64 CONTINUATION frames, 1 MiB at the default frame size, per connection (CVE-2024-27316 class).
 DEFAULT_H2_MAX_HEADER_BLOCK = 64 * 1024
+# --- added for issue 13 (zero window, lingering close) ---
+# Answers one h2 connection may hold parked behind a zero flow-control window.  Each parked answer is a stream
+# the server must give up at its send deadline (a RST_STREAM: ~150 us in hyper-h2), so a peer that stops reading on
+# MAX_CONCURRENT_STREAMS (1000) streams of each of many connections makes the server pay for all of them at once.
+# A caller that reads takes its answers (the ACKs are bodiless; error answers are ~100 bytes of a 64 KiB window):
+# past this many, the peer is holding answers, not reading them, and the connection is ended as a whole (GOAWAY
+# ENHANCE_YOUR_CALM, one frame), as nghttp2 (max_outbound_ack) and Go (maxQueuedControlFrames) end a connection
+# whose peer leaves the frames queued for it unread, instead of queueing more.
+DEFAULT_H2_MAX_PARKED_STREAMS = 100
+# A close after an error answer (GOAWAY, 400, 408, 413) lingers: the write side is shut after the answer is
+# flushed, and what the peer still sends is read and dropped, so that the close does not turn into a reset that
+# makes the peer's kernel discard the answer before it is read.  Bounded like nginx's lingering_time (30 s) and
+# lingering_timeout (5 s), shorter here (the answers are tiny), plus bytes and a server-wide count:
+DEFAULT_LINGER_TIME = 2.0  # longest a closing connection lingers
+DEFAULT_LINGER_TIMEOUT = 0.5  # the peer silent this long while lingering: it has stopped sending, close now
+DEFAULT_LINGER_BYTES = 1 * MIB  # dropped while lingering; past it the connection is reset (a flood still coming)
+DEFAULT_MAX_LINGERING = 512  # connections lingering at once, server-wide; beyond, a close is immediate
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +66,14 @@ class HttpGuards:
     h2_control_rate: float = DEFAULT_H2_CONTROL_RATE
     max_body_chunks: int = DEFAULT_MAX_BODY_CHUNKS
     h2_max_header_block: int = DEFAULT_H2_MAX_HEADER_BLOCK
+    h2_max_parked_streams: int = DEFAULT_H2_MAX_PARKED_STREAMS
+    linger_time: float | None = DEFAULT_LINGER_TIME
+    linger_timeout: float = DEFAULT_LINGER_TIMEOUT
+    linger_bytes: int = DEFAULT_LINGER_BYTES
+    max_lingering: int = DEFAULT_MAX_LINGERING
 
     def __post_init__(self) -> None:
-        for name in ("header_timeout", "body_timeout", "send_timeout", "idle_timeout", "body_budget"):
+        for name in ("header_timeout", "body_timeout", "send_timeout", "idle_timeout", "body_budget", "linger_time"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"HttpGuards.{name} must be > 0 (or None for no limit), got {value!r}")
@@ -61,6 +83,10 @@ class HttpGuards:
             "h2_control_burst",
             "max_body_chunks",
             "h2_max_header_block",
+            "h2_max_parked_streams",
+            "linger_timeout",
+            "linger_bytes",
+            "max_lingering",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"HttpGuards.{name} must be > 0, got {getattr(self, name)!r}")
