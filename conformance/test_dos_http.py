@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 import pytest_asyncio
 
+from fixtures.adapters.protocol import DEADLINE_ENV
 from fixtures.dos import http_attacks
 from fixtures.dos.budget import LegitLatencies, PeakRss, echo_call, legit_during, settle, tree_open_fds
 from fixtures.probes.http_wire import Http1Wire
@@ -50,6 +51,11 @@ CHUNKS_ANSWER_BOUND_S = 4.0  # the chunked request is answered (any status) or i
 # Deadlines a worker should enforce: a head must not take longer than this, nor a parked answer wait longer.
 SLOWLORIS_CLOSE_BOUND_S = 6.0
 ZERO_WINDOW_RESET_BOUND_S = 6.0
+# ... and the deadlines handed to the worker of those two scenarios (CONFORMANCE_HTTP_*, fixtures/adapters/protocol.py),
+# so that a worker with such a setting ends the attack in about a second instead of at its default; one without it
+# is judged at its own deadline, against the same bounds.
+HTTP_HEADER_TIMEOUT_S = 1.0
+HTTP_SEND_TIMEOUT_S = 1.0
 # Rapid reset and control floods: the worker must end the attacking connection while the attack goes on (for
 # control frames, stopping reading a peer that does not read its acks is an answer too: hyper's).
 FLOOD_SECONDS = 3.0
@@ -188,10 +194,11 @@ async def test_h2_a_header_block_that_never_ends_is_cut_off(fresh_worker: Worker
 
 @pytest.mark.req("ROB-DOS-H2-ZERO-WINDOW")
 async def test_h2_answers_parked_behind_a_zero_window_are_given_up(
-    fresh_worker: WorkerUnderTest, wire_client: WireClient
+    impl_worker_factory: StartWorker, wire_client: WireClient
 ):
+    worker = await impl_worker_factory(env={DEADLINE_ENV["http_send"]: str(HTTP_SEND_TIMEOUT_S)})
     options = {"connections": 10, "streams": 100, "duration": ZERO_WINDOW_RESET_BOUND_S}
-    result = await _attack(fresh_worker, wire_client, "h2-zero-window", options)
+    result = await _attack(worker, wire_client, "h2-zero-window", options)
     outcome = result.outcome
     given_up = outcome["resets_received"] + 100 * len(outcome["closed_at"])  # a closed connection ends its streams
     assert given_up >= outcome["streams_opened"] > 0, (
@@ -205,9 +212,10 @@ async def test_h2_answers_parked_behind_a_zero_window_are_given_up(
 
 
 @pytest.mark.req("ROB-DOS-H1-SLOWLORIS")
-async def test_h1_slowloris_connections_are_closed(fresh_worker: WorkerUnderTest, wire_client: WireClient):
+async def test_h1_slowloris_connections_are_closed(impl_worker_factory: StartWorker, wire_client: WireClient):
+    worker = await impl_worker_factory(env={DEADLINE_ENV["http_header"]: str(HTTP_HEADER_TIMEOUT_S)})
     options = {"connections": 300, "interval": 0.5, "duration": SLOWLORIS_CLOSE_BOUND_S}
-    result = await _attack(fresh_worker, wire_client, "h1-slowloris", options)
+    result = await _attack(worker, wire_client, "h1-slowloris", options)
     outcome = result.outcome
     assert outcome["connections"] == options["connections"], f"could not open every connection: {result.describe()}"
     assert len(outcome["closed_at"]) == outcome["connections"], (
