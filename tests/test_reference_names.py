@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from reference_impl.admission import Admission
 from reference_impl.discovery.file_store import default_root
 from reference_impl.routing import EndpointId, parse_socket_address
 
@@ -27,7 +28,9 @@ def test_an_endpoint_name_parses_with_or_without_the_scheme():
     assert EndpointId.parse("ns.backend.generate") == EndpointId("ns", "backend", "generate")
 
 
-@pytest.mark.parametrize("text", ["::1:8000", "10.0.0.1", "[::1]8000", "host:8000", "10.0.0.1:0", "10.0.0.1:65536"])
+@pytest.mark.parametrize(
+    "text", ["::1:8000", "10.0.0.1", "[::1]8000", "host:8000", "10.0.0.1:0", "10.0.0.1:65536", "10.0.0.1:70000"]
+)
 def test_socket_addresses_that_are_not_an_ip_literal_and_a_port_are_refused(text: str):
     with pytest.raises(ValueError):
         parse_socket_address(text)
@@ -44,3 +47,9 @@ def test_the_discovery_root_defaults_to_dynamos(monkeypatch: pytest.MonkeyPatch)
     assert default_root() == Path(tempfile.gettempdir()) / "dynamo_store_kv"
     monkeypatch.setenv("DYN_FILE_KV", "/srv/kv")
     assert default_root() == Path("/srv/kv")
+
+
+@pytest.mark.parametrize(("concurrency", "queue"), [(0, 10), (4, -1), (0, -1)])
+def test_an_admission_pool_without_a_slot_or_with_a_negative_queue_is_refused(concurrency: int, queue: int):
+    with pytest.raises(ValueError, match="max_concurrency must be >= 1 and queue_size >= 0"):
+        Admission(concurrency, queue)

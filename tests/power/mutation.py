@@ -96,8 +96,8 @@ MODULES: dict[str, Target] = {
             "RS-CALLER-FRAME-LIMIT",
         )
     ),
-    "wire/request_frame.py": Target(
-        _TCP_WORKER_FRAME + _TCP_WORKER_LIMIT + ("TCP-CALLER-FRAME", "TCP-CALLER-FRAME-NO-HEADERS")
+    "wire/request_frame.py": Target(  # TCP-ACK-ORDER: pipelined frames, decoded from inside one read's buffer
+        (*_TCP_WORKER_FRAME, *_TCP_WORKER_LIMIT, "TCP-ACK-ORDER", "TCP-CALLER-FRAME", "TCP-CALLER-FRAME-NO-HEADERS")
     ),
     "wire/checksum.py": Target(("TP-CHECKSUM-VALID", "TP-CHECKSUM-SEND")),
     "protocol/ack.py": Target(
