@@ -14,6 +14,9 @@ import pytest
 
 from reference_impl.admission import Admission
 from reference_impl.discovery.file_store import default_root
+from reference_impl.errors import MalformedMessage
+from reference_impl.protocol.envelope import build_envelope, parse_envelope
+from reference_impl.protocol.messages import ConnectionInfo, RequestControlMessage, TcpStreamConnectionInfo
 from reference_impl.routing import EndpointId, parse_socket_address
 
 
@@ -53,3 +56,14 @@ def test_the_discovery_root_defaults_to_dynamos(monkeypatch: pytest.MonkeyPatch)
 def test_an_admission_pool_without_a_slot_or_with_a_negative_queue_is_refused(concurrency: int, queue: int):
     with pytest.raises(ValueError, match="max_concurrency must be >= 1 and queue_size >= 0"):
         Admission(concurrency, queue)
+
+
+def test_a_request_payload_of_two_frames_is_malformed():
+    """The envelope is exactly one header-and-data frame: a second one is not silently dropped."""
+    control = RequestControlMessage(
+        id="r1", connection_info=ConnectionInfo.for_tcp(TcpStreamConnectionInfo("127.0.0.1:9", "s1", "r1"))
+    )
+    one = build_envelope(control, {"n": 1})
+    with pytest.raises(MalformedMessage, match="exactly one two-part frame, found 2"):
+        parse_envelope(one + one)
+    assert parse_envelope(one).control.id == "r1"
