@@ -244,6 +244,7 @@ class Mutant:
     tests: tuple[str, ...] = ()  # tests that failed, with their reason
     elapsed_s: float = 0.0
     annotation_only: bool = False  # the change is in annotations only (see annotation_only())
+    first_status: str = ""  # when re-judged (--rejudge): the status the recorded run gave
 
 
 @dataclass
@@ -470,9 +471,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--source", type=Path, default=REPOSITORY, help="with --render: the tree the run mutated")
     parser.add_argument(
-        "--rejudge-errors",
-        action="store_true",
-        help="with --render: run the mutants that ended in 'error' again (today's tree; same diff required)",
+        "--rejudge",
+        default="",
+        help="with --render: statuses (e.g. error,survived) whose mutants run again against today's suite and tree "
+        "(the same diff required; annotation-only survivors are skipped); the recorded status is kept as first_status",
     )
     options = parser.parse_args(argv)
     if options.render:
@@ -544,20 +546,8 @@ def render(options: argparse.Namespace) -> int:
         if mutant.diff:
             before = (options.source / "reference_impl" / mutant.module).read_text()
             mutant.annotation_only = annotation_only(before, apply_diff(before, mutant.diff))
-    if options.rejudge_errors:
-        with tempfile.TemporaryDirectory(prefix="rp-mutation-") as scratch_name:
-            for index, mutant in enumerate(mutants):
-                if mutant.status == "error":
-                    again = run_mutant(
-                        Mutant(mutant.module, mutant.operator, mutant.occurrence, mutant.line),
-                        Path(scratch_name),
-                        time.monotonic() + options.run_timeout,
-                        index,
-                        options,
-                    )
-                    print(f"{mutant.module}:{mutant.line} error -> {again.status}: {again.tests}", flush=True)
-                    if again.diff == mutant.diff:
-                        mutants[index] = again
+    if options.rejudge:
+        rejudge(mutants, set(options.rejudge.split(",")), options)
     baselines = [Baseline(**b) for b in document.get("baselines", [])]
     for name in ("seed", "per_module"):
         setattr(options, name, document[name])
@@ -565,6 +555,30 @@ def render(options: argparse.Namespace) -> int:
     options.run_timeout = document.get("run_timeout_s", options.run_timeout)
     write_reports(mutants, document["population"], baselines, options, document["wall_s"])
     return 0
+
+
+def rejudge(mutants: list[Mutant], statuses: set[str], options: argparse.Namespace) -> None:
+    """Run the recorded mutants of ``statuses`` again, e.g. survivors once the suite gained the checks they lacked."""
+    os.nice(10)
+    todo = [(i, m) for i, m in enumerate(mutants) if m.status in statuses and not m.annotation_only]
+    with tempfile.TemporaryDirectory(prefix="rp-mutation-") as scratch_name:
+
+        def again(pair: tuple[int, Mutant]) -> tuple[int, Mutant]:
+            index, old = pair
+            fresh = Mutant(old.module, old.operator, old.occurrence, old.line)
+            return index, run_mutant(fresh, Path(scratch_name), time.monotonic() + options.run_timeout, index, options)
+
+        with ThreadPoolExecutor(max_workers=options.jobs) as pool:
+            for index, fresh in pool.map(again, todo):
+                old = mutants[index]
+                if fresh.diff != old.diff:  # the module changed since: not the same mutant any more
+                    print(f"{old.module}:{old.line} {old.operator}: today's source gives another mutant", flush=True)
+                    continue
+                fresh.first_status = old.first_status or old.status
+                mutants[index] = fresh
+                print(
+                    f"{fresh.first_status} -> {fresh.status} {fresh.module}:{fresh.line} {fresh.tests[:1]}", flush=True
+                )
 
 
 def score(mutants: list[Mutant]) -> tuple[int, int]:
@@ -581,6 +595,8 @@ def write_reports(
     wall: float,
 ) -> None:
     killed, judged = score(mutants)
+    recorded = [Mutant(**{**asdict(m), "status": m.first_status or m.status}) for m in mutants]
+    first_killed, first_judged = score(recorded)
     document = {
         "tool": "cosmic-ray",
         "seed": options.seed,
@@ -592,6 +608,8 @@ def write_reports(
         "killed": killed,
         "judged": judged,
         "score": round(killed / judged, 3) if judged else None,
+        "recorded_killed": first_killed,
+        "recorded_judged": first_judged,
         "baselines": [asdict(b) for b in baselines],
         "mutants": [asdict(m) for m in mutants],
     }
@@ -599,7 +617,8 @@ def write_reports(
     lines = [
         f"Mutation score: {killed}/{judged} killed"
         + (f" ({100 * killed / judged:.0f} %)" if judged else "")
-        + f"; {len(mutants)} sampled of {sum(population.values())} mutants, wall {wall / 60:.0f} min",
+        + f"; {len(mutants)} sampled of {sum(population.values())} mutants, wall {wall / 60:.0f} min"
+        + (f"; as recorded before any re-judging: {first_killed}/{first_judged}" if recorded != mutants else ""),
         "",
         "| Module | Mutants | Sampled | Judged | Killed (by test / test timeout / run timeout / at start) "
         "| Survived | Other |",
@@ -626,6 +645,15 @@ def write_reports(
             note = " (annotation only)" if mutant.annotation_only else ""
             lines.append(
                 f"* `{mutant.module}:{mutant.line}` {mutant.operator} #{mutant.occurrence}{note}: `{change_of(mutant)}`"
+            )
+    again = [m for m in mutants if m.first_status]
+    if again:
+        lines += ["", "Re-judged against a later suite (recorded status -> today's, first failing test):", ""]
+        for mutant in again:
+            test = mutant.tests[0].split(": ")[0] if mutant.tests else "-"
+            lines.append(
+                f"* `{mutant.module}:{mutant.line}` {mutant.operator} #{mutant.occurrence}: {mutant.first_status} -> "
+                f"{mutant.status} (`{test}`): `{change_of(mutant)}`"
             )
     (options.out / "mutation.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
