@@ -253,16 +253,16 @@ async def test_each_pipelined_frame_gets_its_own_read_deadline():
     """Writes that each end inside the next frame keep the connection mid-frame for many deadlines in a row: a
     connection that keeps completing frames is not slow (found by the mutation run: a frame count that never
     moved made the first frame's deadline cut the whole pipeline)."""
-    async with serving(FakeSink(), frame_read_timeout=0.3) as server:
-        frames = [_frame(b"x" * 100) for _ in range(12)]
+    async with serving(FakeSink(), frame_read_timeout=1.0) as server:
+        frames = [_frame(b"x" * 100) for _ in range(30)]
         half = len(frames[0]) // 2
         reader, writer = await asyncio.open_connection(server.host, server.port)
         writer.write(frames[0][:half])
-        for done, begun in itertools.pairwise(frames):  # 12 x 0.1 s: four deadlines, each frame within its own
+        for done, begun in itertools.pairwise(frames):  # 30 x 0.1 s: three deadlines, each frame 10 x within its own
             await asyncio.sleep(0.1)
             writer.write(done[half:] + begun[:half])
         writer.write(frames[-1][half:])
-        acks, closed = await _acks_until_closed(reader, 1.0)
+        acks, closed = await _acks_until_closed(reader, 2.0)
         writer.close()
         assert not closed and acks == [b""] * len(frames)
         assert not server.wire_errors

@@ -18,7 +18,7 @@ whole run's limit (``--run-timeout``) is only a backstop.  Each mutant ends as o
 ``killed-by-test-timeout``  the only failures were tests cut by the per-test limit
 ``killed-by-run-timeout``   the whole filtered run was cut by the backstop (no report)
 ``killed-at-start``         the adapter could not start on the mutant (an import or a setting's check broke):
-                            the suite refuses it before any test (exit 4, no report)
+                            the suite refuses it before any test (exit 4)
 ``survived``                every selected test passed
 ``no-change``, ``error``, ``not-run``  not judged: no textual change, the suite could not run, budget spent
 
@@ -375,10 +375,12 @@ def classify(returncode: int, report: dict[str, Any] | None, failures: list[tupl
     """How a mutant's filtered run ended (see the module docstring)."""
     if returncode == -1:
         return "killed-by-run-timeout"
+    if START_REFUSAL in output and not failures:
+        # The suite refuses, before any test, an implementation whose adapter cannot start (exit 4): the mutant
+        # broke start-up (an import, a setting's validation).
+        return "killed-at-start"
     if report is None:
-        # The suite refuses, before any test, an implementation whose adapter cannot start (exit 4, no report):
-        # the mutant broke start-up (an import, a setting's validation).  Anything else: the suite itself failed.
-        return "killed-at-start" if START_REFUSAL in output else "error"
+        return "error"  # the suite itself could not run
     if not failures:
         musts, shoulds, _ = failures_of(report)
         # -x stops at the first failure; a run with no failed test and a non-zero exit is pytest's own
@@ -470,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         help="only re-render mutation.md from this mutation.json (annotation-only survivors judged on --source)",
     )
     parser.add_argument("--source", type=Path, default=REPOSITORY, help="with --render: the tree the run mutated")
+    parser.add_argument("--rejudge-only", default="", help="with --rejudge: only these module:line (comma-separated)")
     parser.add_argument(
         "--rejudge",
         default="",
@@ -560,7 +563,12 @@ def render(options: argparse.Namespace) -> int:
 def rejudge(mutants: list[Mutant], statuses: set[str], options: argparse.Namespace) -> None:
     """Run the recorded mutants of ``statuses`` again, e.g. survivors once the suite gained the checks they lacked."""
     os.nice(10)
-    todo = [(i, m) for i, m in enumerate(mutants) if m.status in statuses and not m.annotation_only]
+    only = {key for key in options.rejudge_only.split(",") if key}
+    todo = [
+        (i, m)
+        for i, m in enumerate(mutants)
+        if m.status in statuses and not m.annotation_only and (not only or f"{m.module}:{m.line}" in only)
+    ]
     with tempfile.TemporaryDirectory(prefix="rp-mutation-") as scratch_name:
 
         def again(pair: tuple[int, Mutant]) -> tuple[int, Mutant]:
