@@ -19,6 +19,8 @@ from fixtures.roles import CallerUnderTest
 from fixtures.timeouts import DEADLINE_CHECK_HANDED_S, DEADLINE_TOLERANCE_S, TimeoutInForce
 
 REJECTION_KINDS = {"unavailable", "overloaded", "rejected"}
+# The error kind a caller reports for each rejection prefix (Dynamo: ErrorType::WorkerUnavailable, WorkerOverloaded).
+REJECTION_KIND_OF = {"reject_unavailable": "unavailable", "reject_overloaded": "overloaded"}
 
 
 def expected_route(record: InstanceRecord) -> str:
@@ -152,7 +154,8 @@ async def test_rejection_acks_fail_the_call_at_once(
 ):
     answer = await impl_caller.call(probe_worker.endpoint(behaviour), {"n": 1}, deadline=PROMPT_DEADLINE_S)
     assert answer["outcome"] == "error", f"a rejected call must fail: {answer}"
-    assert answer["error"]["kind"] in REJECTION_KINDS, answer["error"]
+    # The prefix is the reason: unavailable (go elsewhere) and overloaded (busy) are not one error.
+    assert answer["error"]["kind"] == REJECTION_KIND_OF[behaviour], f"not reported as {behaviour}: {answer['error']}"
     assert_prompt_failure(answer, f"a {behaviour} ACK")
 
 
@@ -186,6 +189,8 @@ async def _deadline_honoured(
         await worker.close()
     assert answer["outcome"] == "error", f"no bounded wait ({name} timeout {timeout}): {answer}"
     assert answer["error"]["kind"] != "timeout", f"only the suite's deadline ended the wait: {answer['error']}"
+    # Ended by this deadline, not by another failure on the way to it (one that ended the wait for another reason)
+    assert answer["error"]["kind"] == f"{name}_timeout", f"not failed by the {name} timeout: {answer['error']}"
     assert answer["elapsed_s"] < bound, f"waited {answer['elapsed_s']:.1f}s; the {name} timeout in force: {timeout}"
 
 

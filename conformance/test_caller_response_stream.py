@@ -82,6 +82,14 @@ async def test_error_item_is_reported_after_the_items_before_it(
     assert answer["outcome"] == "error", f"an error item was swallowed: {answer}"
     assert_prompt_failure(answer, "an error item")
     assert ERROR_ITEM_TEXT in answer["error"]["message"], answer["error"]
+    # The older shape, still what `event: "error"` means: no `error` object, the text in `comment` (releases < 1.2).
+    older = {"event": "error", "comment": [ERROR_ITEM_TEXT]}
+    answer = await impl_caller.call(
+        probe_worker.endpoint("typed_error_item"), {"error_item": older}, deadline=PROMPT_DEADLINE_S
+    )
+    assert answer["items"] == [{"seq": 0}], answer
+    assert answer["outcome"] == "error", f"an error item of the older shape was swallowed: {answer}"
+    assert_prompt_failure(answer, "an error item of the older shape")
 
 
 @pytest.mark.robustness

@@ -69,3 +69,15 @@ async def test_caller_reports_the_class_of_an_error_item(
     assert error.get("error_class") == golden["error"]["class"], (
         f"reported class {error.get('error_class')!r}, the item says {golden['error']['class']!r}: {error}"
     )
+    # The requirement's other half: an item that names only a known Backend `error_type` (no `class`).
+    error_type = golden["error"]["error_type"]
+    if isinstance(error_type, dict) and "Backend" in error_type:
+        typed_only = {**golden, "error": {k: v for k, v in golden["error"].items() if k != "class"}}
+        answer = await impl_caller.call(
+            probe_worker.endpoint("typed_error_item"), {"error_item": typed_only}, deadline=10.0
+        )
+        assert answer["outcome"] == "error", f"the error item was swallowed: {answer}"
+        assert answer["error"].get("error_class") == golden["error"]["class"], (
+            f"an item of error_type {error_type} without a class: reported class "
+            f"{answer['error'].get('error_class')!r}, not {golden['error']['class']!r}"
+        )

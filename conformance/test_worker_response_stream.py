@@ -116,6 +116,40 @@ async def test_a_large_request_reaches_the_handler_intact(
     assert result.values() == [{"size": len(blob), "sha256": hashlib.sha256(blob.encode()).hexdigest()}]
 
 
+# Text a prompt may well hold (quoted JSON, code): brackets, braces, escaped quotes and backslashes, non-ASCII.
+BRACKETED_TEXT = '[{"ids": [1, 2], "q": "\\"[x]\\"", "path": "C:\\\\t"}, {"é": []}]; '
+
+
+@pytest.mark.req("RS-ITEMS")
+@pytest.mark.planes("tcp", "http")  # the body is decoded alike on every plane; NATS carries the test above
+async def test_a_large_json_request_full_of_brackets_reaches_the_handler_intact(
+    impl_worker: WorkerUnderTest, wire_client: WireClient, request_size_limit: int
+):
+    """A JSON body is text: brackets inside its strings are characters, whatever a decoder's guard counts."""
+    size = min(4 * 1024 * 1024, request_size_limit - 64 * 1024) // 2  # JSON escapes make the body bigger
+    blob = BRACKETED_TEXT * (size // len(BRACKETED_TEXT.encode()))
+    result = await wire_client.call(impl_worker.record("sink"), {"blob": blob}, codec=PayloadCodec.JSON, timeout=30.0)
+    assert result.ack == b""
+    expected = {"size": len(blob.encode()), "sha256": hashlib.sha256(blob.encode()).hexdigest()}
+    assert result.values() == [expected], "the body did not reach the handler intact (refused or altered)"
+
+
+# A preprocessed prompt as Dynamo's frontend sends it: token ids, most of them 3 bytes in msgpack (256..65535).
+LONG_PROMPT_TOKENS = 60_000
+
+
+@pytest.mark.req("RS-ITEMS")
+@pytest.mark.planes("tcp", "http")  # the body is decoded alike on every plane; NATS carries the size test above
+async def test_a_long_prompt_of_token_ids_reaches_the_handler_intact(
+    impl_worker: WorkerUnderTest, wire_client: WireClient
+):
+    """A body that is mostly one long array of small numbers: what a decoder's guard may count, a prompt is."""
+    request = {"token_ids": [256 + (i * 7919) % 65_000 for i in range(LONG_PROMPT_TOKENS)], "stop": [[13], [2]]}
+    result = await wire_client.call(impl_worker.record("echo"), request, timeout=30.0)
+    assert result.ack == b""
+    assert result.values() == [request], "the body did not reach the handler intact (refused or altered)"
+
+
 @pytest.mark.req("RS-WORKER-CLOSE")
 async def test_worker_closes_after_the_caller_does(impl_worker: WorkerUnderTest, wire_client: WireClient):
     probe = wire_client.prepare(impl_worker.record("stream"), {"count": 1})

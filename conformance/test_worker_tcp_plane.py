@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from fixtures.judge.codecs import PayloadCodec
+from fixtures.judge.control import ConnectionInfo
 from fixtures.judge.discovery import InstanceRecord
 from fixtures.judge.request_frame import U32
 from fixtures.judge.routing import parse_tcp_transport
+from fixtures.judge.words import StreamType
 from fixtures.probes.wire_client import (
     ProbeRequest,
     ProbeResult,
@@ -207,13 +211,40 @@ async def test_msgpack_requests_are_answered_in_msgpack(impl_worker: WorkerUnder
     assert result.values() == [{"seq": i, "pad": "xxxxx"} for i in range(3)]
 
 
+# A context that differs from the request id in each way a wrong comparison could miss (the id is "m<uuid hex>").
+OTHER_CONTEXTS = {
+    "sorts-before": lambda request_id: "a-request",
+    "sorts-after": lambda request_id: "z-request",
+    "extends-the-id": lambda request_id: request_id + "-2",
+    "prefix-of-the-id": lambda request_id: request_id[:-1],
+    "case-only": lambda request_id: request_id.upper(),
+}
+
+
 @pytest.mark.req("ENV-CONTEXT-CHECK")
-async def test_no_call_home_when_context_differs_from_request_id(impl_worker: WorkerUnderTest, wire_client: WireClient):
+@pytest.mark.parametrize("other", list(OTHER_CONTEXTS))
+async def test_no_call_home_when_context_differs_from_request_id(
+    impl_worker: WorkerUnderTest, wire_client: WireClient, other: str
+):
     record = impl_worker.record("echo")
-    probe = wire_client.prepare(record, {"n": 1}, context="another-request")
+    request_id = "m" + uuid.uuid4().hex
+    probe = wire_client.prepare(record, {"n": 1}, request_id=request_id, context=OTHER_CONTEXTS[other](request_id))
     assert await wire_client.deliver(record, probe) == b""
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(asyncio.shield(probe.session), NOT_RUN_WINDOW_S)
+
+
+@pytest.mark.req("ENV-CONTEXT-CHECK")
+async def test_no_call_home_when_the_stream_type_is_not_response(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    """The requirement's other half: a ``request`` stream (a many-in caller's) is not this call's response stream."""
+    record = impl_worker.record("echo")
+    request_id = str(uuid.uuid4())
+    info, session = wire_client.recorder.expect(request_id)
+    wrong = ConnectionInfo.for_tcp(dataclasses.replace(info.tcp(), stream_type=StreamType.REQUEST.value))
+    probe = wire_client.prepare(record, {"n": 1}, request_id=request_id, connection_info=wrong)
+    assert await wire_client.deliver(record, probe) == b""
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.shield(session), NOT_RUN_WINDOW_S)
 
 
 # --- size limit, truncation, isolation ------------------------------------------------

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import itertools
+import json
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
@@ -54,6 +56,24 @@ def test_a_json_body_of_empty_objects_is_malformed():
     body = ("[" + ",".join(["{}"] * 200_000) + "]").encode()
     with pytest.raises(MalformedMessage, match="too many arrays and objects"):
         PayloadCodec.JSON.decode(body, DecodeLimits())
+
+
+@pytest.mark.parametrize("opening", ['"\\""', '"\\\\"', '"a\\\\\\"b"'])
+def test_escaped_quotes_do_not_hide_json_containers(opening: str):
+    """A string ending in an escaped quote or an escaped backslash does not swallow the objects after it."""
+    body = ("[" + opening + "," + ",".join(["{}"] * 200_000) + "]").encode()
+    json.loads(body)  # valid JSON: only the limit refuses it
+    with pytest.raises(MalformedMessage, match="too many arrays and objects"):
+        PayloadCodec.JSON.decode(body, DecodeLimits())
+
+
+def test_brackets_inside_json_strings_are_text_not_containers():
+    """A large prompt quoting JSON or code: its brackets are characters (found by the mutation run)."""
+    quoted = '[{"a": [1, 2], "b": {"c": "\\"[x]\\""}}]\\\\' * 40_000
+    value = {"messages": [{"role": "user", "content": quoted}], "token_ids": [[1, 2]] * 10}
+    body = PayloadCodec.JSON.encode(value)
+    assert body.count(b"[") + body.count(b"{") > DecodeLimits().containers(len(body))
+    assert PayloadCodec.JSON.decode(body, DecodeLimits()) == value
 
 
 @pytest.mark.parametrize("codec", list(PayloadCodec))
@@ -227,6 +247,25 @@ async def test_a_trickled_frame_is_cut_at_its_read_deadline():
         assert closed and loop.time() - started < 2.0
         assert acks and b"frame not complete within 0.3s" in acks[-1]
         assert server.budget.reserved == 0 and server.wire_errors
+
+
+async def test_each_pipelined_frame_gets_its_own_read_deadline():
+    """Writes that each end inside the next frame keep the connection mid-frame for many deadlines in a row: a
+    connection that keeps completing frames is not slow (found by the mutation run: a frame count that never
+    moved made the first frame's deadline cut the whole pipeline)."""
+    async with serving(FakeSink(), frame_read_timeout=1.0) as server:
+        frames = [_frame(b"x" * 100) for _ in range(30)]
+        half = len(frames[0]) // 2
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(frames[0][:half])
+        for done, begun in itertools.pairwise(frames):  # 30 x 0.1 s: three deadlines, each frame 10 x within its own
+            await asyncio.sleep(0.1)
+            writer.write(done[half:] + begun[:half])
+        writer.write(frames[-1][half:])
+        acks, closed = await _acks_until_closed(reader, 2.0)
+        writer.close()
+        assert not closed and acks == [b""] * len(frames)
+        assert not server.wire_errors
 
 
 async def test_an_idle_connection_is_closed_and_a_busy_one_is_not():

@@ -101,8 +101,10 @@ class PayloadCodec(enum.Enum):
     def _decode_bounded(self, raw: bytes, limits: DecodeLimits) -> Any:
         size = len(raw)
         if self is PayloadCodec.JSON:
-            # An upper bound found at C speed (brackets inside strings count too): json has no list hook.
-            if raw.count(b"[") + raw.count(b"{") > limits.containers(size):
+            # json has no list hook: count brackets at C speed, first all of them (an upper bound), and only when
+            # that is over the allowance, those outside strings (a prompt quoting JSON or code is text, not arrays).
+            allowed = limits.containers(size)
+            if _brackets(raw) > allowed and _brackets(_outside_json_strings(raw)) > allowed:
                 raise ValueError(f"too many arrays and objects for a {size}-byte body")
             return json.loads(raw)
         elements = limits.elements(size)
@@ -122,6 +124,21 @@ class PayloadCodec(enum.Enum):
 
 
 _BY_WIRE_NAME = {codec.value: codec for codec in PayloadCodec}
+
+
+def _brackets(raw: bytes) -> int:
+    return raw.count(b"[") + raw.count(b"{")
+
+
+def _outside_json_strings(raw: bytes) -> bytes:
+    """The bytes of a JSON text outside its strings, in linear time (bytes methods, no regex backtracking).
+
+    Inside a string ``\\\\`` and ``\\"`` are the only escapes that matter: dropped left to right (as a parser
+    reads them), every ``"`` left opens or closes a string.  In invalid JSON the figure may be off only past the
+    first error, where ``json.loads`` stops building anything.
+    """
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return b"".join(unescaped.split(b'"')[0::2])
 
 
 def dumps_compact(value: Any) -> bytes:
