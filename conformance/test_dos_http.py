@@ -87,7 +87,7 @@ class Attacked:
             f"legit: {self.legit.summary()}; GOAWAY codes "
             f"{sorted(set(out['goaway_codes']))}, {len(out['closed_at'])} closes, {out['resets_received']} resets, "
             f"last burst taken at {out['last_accepted_at']:.1f} s; "
-            f"header block taken {out['taken_bytes'] / 1024:.0f} KiB; "
+            f"header block taken {out['taken_bytes'] / 1024:.0f} KiB; held back {out.get('held_back', 0)}; "
             f"fds {self.fds_before} -> {self.fds_after}; notes {out['notes'][:3]}"
         )
 
@@ -143,6 +143,13 @@ async def test_h2_bodies_that_never_end_do_not_exhaust_memory(fresh_worker: Work
     # 4 connections x 250 streams x 1.9 MB offered (1.9 GB), for 4 s: an unbounded worker buffers what it can read.
     options = {"connections": 4, "streams": 250, "body_bytes": 1_900_000, "duration": 4.0}
     result = await _attack(fresh_worker, wire_client, "h2-open-bodies", options)
+    outcome = result.outcome
+    # No pass without the attack delivered: either the worker held every connection back (no window, or closed),
+    # or more than the bound went in; an attacker too slow to do either (a loaded machine) judges nothing.
+    assert outcome["held_back"] == outcome["connections"] or outcome["sent_bytes"] > H2_BODY_RSS_GROWTH_BOUND, (
+        f"attack not delivered: {outcome['held_back']} of {outcome['connections']} connections held back by the "
+        f"worker and {outcome['sent_bytes'] / MIB:.0f} MiB sent, under the bound: {result.describe()}"
+    )
     assert result.rss.growth <= H2_BODY_RSS_GROWTH_BOUND, (
         f"worker memory over +{H2_BODY_RSS_GROWTH_BOUND // MIB} MiB: {result.describe()}"
     )
