@@ -16,7 +16,7 @@ from fixtures.judge.routing import parse_tcp_transport
 from fixtures.judge.two_part import PRELUDE, xxh3_64
 from fixtures.probes.probe_worker import ProbeWorker
 from fixtures.roles import CallerUnderTest
-from fixtures.timeouts import DEADLINE_CHECK_HANDED_S, DEADLINE_TOLERANCE_S, TimeoutInForce
+from fixtures.timeouts import TimeoutInForce
 
 REJECTION_KINDS = {"unavailable", "overloaded", "rejected"}
 # The error kind a caller reports for each rejection prefix (Dynamo: ErrorType::WorkerUnavailable, WorkerOverloaded).
@@ -167,48 +167,3 @@ async def test_other_non_empty_acks_fail_the_call(impl_caller: CallerUnderTest, 
     # Failing later by the call-home timeout is taking the ACK as success: the reason must be the ACK.
     assert answer["error"]["kind"] in REJECTION_KINDS, f"failed, but not as a rejection: {answer['error']}"
     assert_prompt_failure(answer, "an unknown non-empty ACK")
-
-
-async def _deadline_honoured(
-    caller: CallerUnderTest,
-    make_probe_worker: Callable[..., ProbeWorker],
-    behaviour: str,
-    timeout: TimeoutInForce,
-    name: str,
-) -> None:
-    """The call fails by the implementation's own deadline (``timeout``, in force), within the tolerance.
-
-    ``caller`` was handed ``DEADLINE_CHECK_HANDED_S`` (short: its calls are all meant to meet the deadline)."""
-    bound = timeout.bound(name, DEADLINE_CHECK_HANDED_S)
-    worker = make_probe_worker(caller.discovery)
-    await worker.start()
-    try:
-        # The suite's deadline sits just past the bound: a later failure is a failure of the requirement anyway.
-        answer = await caller.call(worker.endpoint(behaviour), {"n": 1}, deadline=bound + DEADLINE_TOLERANCE_S)
-    finally:
-        await worker.close()
-    assert answer["outcome"] == "error", f"no bounded wait ({name} timeout {timeout}): {answer}"
-    assert answer["error"]["kind"] != "timeout", f"only the suite's deadline ended the wait: {answer['error']}"
-    # Ended by this deadline, not by another failure on the way to it (one that ended the wait for another reason)
-    assert answer["error"]["kind"] == f"{name}_timeout", f"not failed by the {name} timeout: {answer['error']}"
-    assert answer["elapsed_s"] < bound, f"waited {answer['elapsed_s']:.1f}s; the {name} timeout in force: {timeout}"
-
-
-@pytest.mark.req("CALLER-ACK-TIMEOUT")
-async def test_a_missing_ack_fails_the_call(
-    impl_caller_for_deadlines: CallerUnderTest,
-    make_probe_worker: Callable[..., ProbeWorker],
-    timeouts: Callable[..., TimeoutInForce],
-):
-    timeout = timeouts("ack", DEADLINE_CHECK_HANDED_S)
-    await _deadline_honoured(impl_caller_for_deadlines, make_probe_worker, "no_ack", timeout, "ack")
-
-
-@pytest.mark.req("CALLER-CALLHOME-TIMEOUT")
-async def test_a_worker_that_never_calls_home_fails_the_call(
-    impl_caller_for_deadlines: CallerUnderTest,
-    make_probe_worker: Callable[..., ProbeWorker],
-    timeouts: Callable[..., TimeoutInForce],
-):
-    timeout = timeouts("callhome", DEADLINE_CHECK_HANDED_S)
-    await _deadline_honoured(impl_caller_for_deadlines, make_probe_worker, "silent", timeout, "callhome")
