@@ -142,7 +142,16 @@ class RunResult:
         The report's own ``certified`` is false for any run limited by ``--planes`` or ``--req`` (the rest
         reads not-run), so it cannot tell a caught entry from a missed one here.
         """
-        return None if self.report is None else not self.failed_musts
+        return None if self.report is None or not self.ran_anything else not self.failed_musts
+
+    @property
+    def ran_anything(self) -> bool:
+        """Whether any test ran: an adapter that never started (or a broken session) leaves every test not-run."""
+        requirements = (self.report or {}).get("requirements") or []
+        if isinstance(requirements, dict):
+            requirements = list(requirements.values())
+        not_ran = ("skipped", "deselected", "not-applicable")
+        return any(test["outcome"] not in not_ran for r in requirements for test in r.get("tests", []))
 
     @property
     def imported_from(self) -> str:
@@ -269,6 +278,8 @@ def rejected_as_declared(result: RunResult, *, full_suite: bool) -> str | None:
         return f"the adapter did not run the patched copy under {result.copy_root}: {result.imported_from!r}"
     if entry.fault is not None and f"fault={entry.fault} " not in result.imported_from:
         return f"the adapter did not run with fault {entry.fault}: {result.imported_from!r}"
+    if not result.ran_anything:  # not a pass of the entry: the run never got to judge it
+        return f"nothing ran (no plane covered; exit {result.returncode}):\n{result.output_tail}"
     if full_suite:  # the whole suite ran: what counts is how it ended, whichever tests caught it
         if entry.catch == "MUST" and not result.failed_musts:
             return f"declared a MUST-level catch, but no MUST failed (SHOULDs failed: {result.failed_shoulds})"

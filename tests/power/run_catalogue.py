@@ -31,7 +31,8 @@ def run_entry(entry: Entry, scratch: Path, everything: bool) -> RunResult:
         entry = dataclasses.replace(entry, planes=catalogue.PLANES)
     result = catalogue.run(entry, directory)
     tests = len(result.failing_tests)
-    print(f"{entry.id}: certified {result.certified}, {tests} tests, {result.elapsed_s:.0f}s", flush=True)
+    verdict = f"certified {result.certified}" if result.ran_anything else "NOTHING RAN"
+    print(f"{entry.id}: {verdict}, {tests} tests, {result.elapsed_s:.0f}s", flush=True)
     return result
 
 
