@@ -9,6 +9,7 @@ import ipaddress
 import itertools
 import json
 import socket
+import tracemalloc
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 from reference_impl.config import ConfigError
 from reference_impl.discovery.file_store import FileDiscovery
 from reference_impl.errors import MalformedMessage, TransportError, TruncatedFrame
+from reference_impl.protocol import payload_codec
 from reference_impl.protocol.envelope import build_envelope
 from reference_impl.protocol.messages import ConnectionInfo, RequestControlMessage, TcpStreamConnectionInfo
 from reference_impl.protocol.payload_codec import DecodeLimits, PayloadCodec
@@ -74,6 +76,33 @@ def test_brackets_inside_json_strings_are_text_not_containers():
     body = PayloadCodec.JSON.encode(value)
     assert body.count(b"[") + body.count(b"{") > DecodeLimits().containers(len(body))
     assert PayloadCodec.JSON.decode(body, DecodeLimits()) == value
+
+
+def test_refusing_a_json_body_of_tiny_objects_costs_a_window_not_the_body():
+    """16 MiB of ``{"a":0}``: every object holds a string, so the guard reads past the strings; splitting the whole
+    body on quotes once cost +298 MiB (4.8M pieces) before the refusal, a window at a time costs a few MiB."""
+    body = b"[" + b",".join([b'{"a":0}'] * (2 * 1024 * 1024)) + b"]"
+    tracemalloc.start()
+    try:
+        with pytest.raises(MalformedMessage, match="too many arrays and objects"):
+            PayloadCodec.JSON.decode(body, DecodeLimits())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * payload_codec.JSON_SCAN_WINDOW * 40, f"{peak / 2**20:.0f} MiB to refuse a {len(body)}-byte body"
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 7, 64])
+def test_the_windowed_count_reads_strings_as_the_whole_text_does(window: int, monkeypatch: pytest.MonkeyPatch):
+    """Windows split strings and escapes anywhere: the count outside strings is that of the text read whole."""
+    monkeypatch.setattr(payload_codec, "JSON_SCAN_WINDOW", window)
+    pieces = [b'"', b"\\", b"[", b"{", b"a", b"}", b"]", b'\\"', b"\\\\", b'"[{"']
+    for seed in range(300):
+        text = b"".join(pieces[(seed * 7 + i * i) % len(pieces)] for i in range(seed % 50))
+        unescaped = text.replace(b"\\\\", b"").replace(b'\\"', b"")
+        outside = b"".join(unescaped.split(b'"')[0::2])
+        expected = outside.count(b"[") + outside.count(b"{")
+        assert payload_codec._brackets_outside_json_strings(text, 10**9) == expected, text
 
 
 @pytest.mark.parametrize("codec", list(PayloadCodec))
