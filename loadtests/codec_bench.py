@@ -46,7 +46,7 @@ CHUNK = 64 * 1024
 TARGET_FRAMES_PER_S = 900_000  # issue 16: encode + decode of a small item frame
 CODEC_MODULE = "reference_impl/wire/two_part.py"
 MIN_ROUNDS = 6  # medians and an interquartile spread need a few rounds
-REPEATS_PER_ROUND = 3  # runs of each measurement per round; the round keeps the least disturbed one
+REPEATS_PER_ROUND = 5  # runs of each measurement per round; the round keeps the least disturbed one
 DEFAULT_FRAMES = 200_000  # frames per run: about 0.2 s of round trips, far above either clock's resolution
 
 # The clocks a run is timed with, both at once.  "cpu": the process's CPU time, which does not count the
