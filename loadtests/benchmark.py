@@ -30,7 +30,8 @@ On a machine with 2+ cores the generator is pinned to core 0 and the workers
 to the other cores, so neither steals the other's CPU; the workers' CPU time
 per request is read from /proc (Dynamo's figure includes its runtime's idle
 polling threads).  The codec section times ``two_part.encode`` and
-``TwoPartDecoder`` on small item frames.
+``TwoPartDecoder`` on small item frames, by CPU time over 6 rounds
+(``loadtests.codec_bench`` says why).
 """
 
 from __future__ import annotations
@@ -359,13 +360,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"machine: {json.dumps(report['machine'])}", flush=True)
     codec = codec_bench.measure(frames=args.codec_frames)
     report["codec"] = codec.to_json()
-    print(
-        f"codec ({codec.frame_bytes}-byte item frames): encode {codec.encode_per_s:,.0f}/s, "
-        f"decode {codec.decode_per_s:,.0f}/s, encode+decode {codec.round_trip_per_s:,.0f}/s "
-        f"(target > {codec_bench.TARGET_FRAMES_PER_S:,}/s: "
-        f"{'met' if codec.round_trip_per_s > codec_bench.TARGET_FRAMES_PER_S else 'MISSED'})",
-        flush=True,
-    )
+    print(codec_bench.describe(codec), flush=True)
     cores = os.sched_getaffinity(0)
     pinned = args.pin and len(cores) >= 2
     worker_cores = cores - {GENERATOR_CORE} if pinned else cores
