@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from fixtures.adapters.protocol import DEADLINE_ENV
-from fixtures.dos import attacks
+from fixtures.dos import attacks, bombs
 from fixtures.dos.budget import (
     MIB,
     LegitLatencies,
@@ -75,6 +75,19 @@ DECODE_REQUESTS = 3
 # into a list holds about 290 MiB per request, and three at once here.
 DECODE_RSS_BOUND = 160 * MIB
 DECODE_HOLD_S = 1.5  # how long the callers stall after the last request, while memory is sampled
+# The other amplifying shapes (fixtures.dos.bombs): sized so that a worker decoding one whole holds about 400 MiB
+# of Python objects (a 64-byte empty dict per byte of msgpack, a 184-byte one-key dict per 4 or 8 bytes, a dict
+# per 3 bytes of JSON), well over DECODE_RSS_BOUND with two requests held; a bounded worker holds their bytes.
+AMPLIFY_SIZES = {
+    "msgpack-empty-maps": 6 * MIB,
+    "msgpack-one-key-maps": 8 * MIB,
+    "json-empty-objects": 16 * MIB,
+    "json-one-key-objects": 16 * MIB,
+}
+AMPLIFY_REQUESTS = 2
+# Deep and declared bodies are a few hundred KiB at most: what they threaten is the worker's life (a stack
+# overflow, an allocation of gigabytes), so each is followed by a legitimate call that must be answered.
+BOMB_CALL_TIMEOUT_S = 5.0
 
 # Admission: a pool of 8 running slots and a queue of 32 (Dynamo's own settings); one connection pipelines
 # more slow requests than both hold together.
@@ -82,6 +95,11 @@ POOL, QUEUE = 8, 32
 HOG_REQUESTS = 60
 HOG_STREAM = {"interval": 0.25, "count": 40}  # 10 s per request: longer than the scenario
 FAIR_PROBE_S = 2.0
+
+# One connection pipelines this many small requests, each write ending halfway through the next frame, one
+# write per interval: the connection is mid-frame for 3 s, three frame read deadlines, each frame 10 x within its own.
+PIPELINED_FRAMES = 30
+PIPELINE_INTERVAL_S = 0.1
 
 TRICKLERS = 20  # connections trickling a frame ...
 TRICKLE_INTERVAL_S = 0.1  # ... one byte per 100 ms: never idle, never done
@@ -179,6 +197,44 @@ async def test_a_frame_trickled_byte_by_byte_is_cut_at_its_deadline(
     await _fds_back(pid, fds_before)
 
 
+@pytest.mark.req("ROB-DOS-TCP-FRAME-DEADLINE-EACH")
+@pytest.mark.planes("tcp")
+async def test_a_pipeline_of_frames_each_within_its_deadline_is_not_cut(
+    impl_worker_factory: WorkerFactory, wire_client: WireClient
+):
+    """A busy pooled connection is never idle between frames: its reads keep ending inside the next frame.
+
+    A deadline that runs from the first frame of such a run, not from each frame's own first byte, cuts a
+    healthy caller's connection as if it were trickling a single frame."""
+    worker = await impl_worker_factory(env={DEADLINE_ENV["tcp_frame_read"]: str(FRAME_READ_TIMEOUT_S)})
+    record = worker.record("echo")
+    requests = [{"pipelined": seq} for seq in range(PIPELINED_FRAMES)]
+    probes = [wire_client.prepare(record, request) for request in requests]
+    frames = [WireClient.tcp_frame(record, probe) for probe in probes]
+    connection = await RawRequestConnection.to(record)
+    held = attacks.Attack(probes=probes)
+    try:
+        cut_after = await attacks.pipelined_frames(connection, frames, PIPELINE_INTERVAL_S)
+        acks = [await connection.read_ack(5.0) for _ in frames]
+        transcripts = await asyncio.gather(
+            *(attacks.echoed(probe, timeout=10.0) for probe, ack in zip(probes, acks, strict=True) if ack == b"")
+        )
+    finally:
+        connection.close()
+        await held.close()
+    served = [values for values in transcripts if values is not None]
+    _figures("frame-deadline-each", cut_after_s=cut_after, acks=len([a for a in acks if a == b""]), served=len(served))
+    assert cut_after is None and not connection.closed_by_peer, (
+        f"the worker closed a connection {cut_after or 0:.1f}s into a pipeline of {PIPELINED_FRAMES} frames, each "
+        f"complete within {PIPELINE_INTERVAL_S * 2:.1f}s of its first byte (asked deadline {FRAME_READ_TIMEOUT_S}s); "
+        f"ACKs: {[a[:80] if a else a for a in acks if a != b''][:3]}"
+    )
+    assert acks == [b""] * len(frames), f"not every pipelined request was acknowledged empty: {acks}"
+    assert sorted(served, key=str) == sorted(([r] for r in requests), key=str), (
+        f"{len(served)} of {len(requests)} pipelined requests were echoed back"
+    )
+
+
 @pytest.mark.req("ROB-DOS-TCP-IDLE")
 @pytest.mark.planes("tcp")
 async def test_idle_request_connections_are_closed(impl_worker_factory: WorkerFactory, wire_client: WireClient):
@@ -231,6 +287,90 @@ async def test_a_decode_bomb_does_not_take_the_workers_memory(
         f"{DECODE_REQUESTS} bodies of {len(body) / MIB:.1f} MiB that decode to a list entry per byte"
     )
     _assert_served(seen, "the decode bombs")
+
+
+@pytest.mark.req("ROB-DOS-DECODE-AMPLIFY")
+@pytest.mark.planes("tcp")
+@pytest.mark.parametrize("shape", bombs.AMPLIFYING)
+async def test_decode_bombs_of_small_containers_do_not_take_the_workers_memory(
+    impl_worker_factory: WorkerFactory, wire_client: WireClient, shape: str
+):
+    """The one-byte-element bomb above is one shape of the class: containers amplify further (empty maps, maps of
+    one short key), in msgpack and in JSON, which every worker accepts (CODEC-JSON)."""
+    worker = await impl_worker_factory()
+    pid = worker.adapter.pid
+    assert pid is not None
+    record = worker.record("echo")
+    bomb = bombs.amplifying(shape, AMPLIFY_SIZES[shape])
+    _msgpack_advertised(record.request_plane_codec, bomb)
+    held = attacks.Attack()
+    try:
+        with PeakRss(pid) as memory:
+            held, seen = await legit_during(
+                attacks.decode_bombs(
+                    wire_client, record, bomb.body, count=AMPLIFY_REQUESTS, hold=DECODE_HOLD_S, codec=bomb.codec
+                ),
+                _probe_calls(wire_client, worker),
+            )
+    finally:
+        await held.close()
+    _figures(f"decode-{shape}", rss_growth_mib=memory.growth // MIB, acks=held.acks, legit=seen.summary())
+    assert memory.growth <= DECODE_RSS_BOUND, (
+        f"worker memory grew by {memory.growth / MIB:.0f} MiB (bound {DECODE_RSS_BOUND / MIB:.0f}) for "
+        f"{AMPLIFY_REQUESTS} {bomb.codec.value} bodies of {len(bomb.body) / MIB:.1f} MiB, each {bomb.naive_cost}"
+    )
+    _assert_served(seen, f"the {shape} decode bombs")
+
+
+@pytest.mark.req("ROB-DOS-DECODE-DEPTH")
+@pytest.mark.planes("tcp", "nats", "http")
+async def test_deeply_nested_bodies_leave_the_worker_serving(
+    impl_worker_factory: WorkerFactory, wire_client: WireClient
+):
+    await _each_bomb_leaves_the_worker_serving(await impl_worker_factory(), wire_client, bombs.deep())
+
+
+@pytest.mark.req("ROB-DOS-DECODE-DECLARED")
+@pytest.mark.planes("tcp", "nats", "http")
+async def test_lengths_declared_beyond_the_body_leave_the_worker_serving(
+    impl_worker_factory: WorkerFactory, wire_client: WireClient
+):
+    await _each_bomb_leaves_the_worker_serving(await impl_worker_factory(), wire_client, bombs.declared())
+
+
+def _msgpack_advertised(codec: str | None, bomb: bombs.Bomb) -> None:
+    """A msgpack body is only a bomb for a worker that decodes msgpack (one that advertises it, CODEC-MSGPACK)."""
+    if bomb.codec is PayloadCodec.MSGPACK and codec != "msgpack":
+        pytest.skip(f"not applicable: the worker advertises {codec or 'no'} codec, so it decodes no msgpack body")
+
+
+async def _each_bomb_leaves_the_worker_serving(
+    worker: WorkerUnderTest, wire_client: WireClient, sent: list[bombs.Bomb]
+) -> None:
+    """Each bomb in turn, then a legitimate call that must be answered; memory bounded throughout."""
+    pid = worker.adapter.pid
+    assert pid is not None
+    record = worker.record("echo")
+    applicable = [b for b in sent if b.codec is PayloadCodec.JSON or record.request_plane_codec == "msgpack"]
+    if not applicable:
+        _msgpack_advertised(record.request_plane_codec, sent[0])
+    legit = _probe_calls(wire_client, worker)
+    outcomes: dict[str, str] = {}
+    with PeakRss(pid) as memory:
+        for bomb in applicable:
+            outcomes[bomb.name] = await attacks.bomb_answer(wire_client, record, bomb.body, bomb.codec)
+            try:
+                await asyncio.wait_for(legit(), BOMB_CALL_TIMEOUT_S)
+            except Exception as exc:  # whatever the failure, the worker no longer serves: that is the verdict
+                pytest.fail(
+                    f"after a {bomb.codec.value} body of {len(bomb.body):,} bytes ({bomb.name}: {bomb.naive_cost}; "
+                    f"answered: {outcomes[bomb.name]}), a legitimate request failed: {type(exc).__name__}: {exc}"
+                )
+    _figures("decode-survival", outcomes=outcomes, rss_growth_mib=memory.growth // MIB)
+    assert memory.growth <= DECODE_RSS_BOUND, (
+        f"worker memory grew by {memory.growth / MIB:.0f} MiB (bound {DECODE_RSS_BOUND / MIB:.0f}) for bodies of at "
+        f"most {max(len(b.body) for b in applicable):,} bytes: {outcomes}"
+    )
 
 
 # --- the call-home stream ---------------------------------------------------------------------------
