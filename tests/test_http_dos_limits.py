@@ -16,6 +16,7 @@ import time
 import h2.config
 import h2.connection
 import h2.errors
+import h2.events
 import h2.settings
 import hpack
 import pytest
@@ -27,6 +28,7 @@ from reference_impl.transport.http import server as server_module
 from reference_impl.transport.http.budgets import ByteBudget, Deadline, DeadlineTimer, RateBudget
 from reference_impl.transport.http.http1_server import Http1ServerSession
 from reference_impl.transport.http.http2_server import PREFACE, Http2ServerSession
+from reference_impl.transport.http.http2_slices import FrameCounter
 from reference_impl.transport.http.limits import HttpGuards
 from reference_impl.transport.http.plane import HTTP
 from reference_impl.transport.http.server import HttpRequestServer, _HttpConnection
@@ -213,6 +215,15 @@ def test_parked_stream_and_linger_settings_are_read_and_checked() -> None:
             WorkerConfig.from_env({variable: value})
     with pytest.raises(ValueError, match="max_lingering"):
         HttpGuards(max_lingering=0)
+
+
+def test_h2_feed_frames_setting_is_read_and_checked() -> None:
+    assert WorkerConfig.from_env({"RP_HTTP_H2_FEED_FRAMES": "4"}).of(HTTP).guards.h2_feed_frames == 4
+    assert WorkerConfig().of(HTTP).guards.h2_feed_frames == 16
+    with pytest.raises(ConfigError, match="RP_HTTP_H2_FEED_FRAMES"):
+        WorkerConfig.from_env({"RP_HTTP_H2_FEED_FRAMES": "0"})
+    with pytest.raises(ValueError, match="h2_feed_frames"):
+        HttpGuards(h2_feed_frames=0)
 
 
 # --- drivers ---------------------------------------------------------------------------------------
@@ -630,7 +641,8 @@ async def test_a_small_read_is_worked_on_before_the_backlogs_of_floods(monkeypat
     """A feed pass takes the smallest backlog first: one request is not queued behind every flooding connection."""
     monkeypatch.setattr(server_module, "FEED_TURN_S", 0.0)  # one slice per pass
     sink = RecordingSink(None)
-    server = HttpRequestServer(sink)
+    # No deadlines: on a starved machine the passes can outlast the 5 s header deadline, which is not under test.
+    server = HttpRequestServer(sink, guards=HttpGuards(header_timeout=None, body_timeout=None))
     server.endpoints.add("echo")
     one = b"POST /v1/rpc/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\n"
     floods = []
@@ -652,3 +664,67 @@ async def test_a_small_read_is_worked_on_before_the_backlogs_of_floods(monkeypat
             break
         await asyncio.sleep(0)
     assert not any(c.backlog_left for c in floods) and len(sink.offers) == 5 * 400 + 1
+
+
+def test_frame_counter_cuts_only_at_frame_starts_across_split_reads() -> None:
+    """Whatever the reads, a cut lands on a frame's first byte and holds at most the frames asked for."""
+    conn = client()
+    for _ in range(40):
+        request(conn, end=True)
+    stream = conn.data_to_send()
+    starts, position = set(), len(PREFACE)
+    while position < len(stream):
+        starts.add(position)
+        position += 9 + int.from_bytes(stream[position : position + 3], "big")
+    counter = FrameCounter(preface_length=len(PREFACE))
+    offset = 0
+    for read in (stream[:20], stream[20:31], stream[31:400], stream[400:403], stream[403:]):  # split mid-header too
+        start = 0
+        while start < len(read):
+            taken = counter.cut(read, start, 4096, 3)
+            assert taken > 0
+            end = offset + start + taken
+            begun = [s for s in starts if offset + start <= s < end]
+            assert len(begun) <= 3 and (end == offset + len(read) or end in starts), f"cut at {end}"
+            counter.advance(read[start : start + taken])
+            start += taken
+        offset += len(read)
+    assert counter.cut(b"x" * 100, 0, 10, 1) == 10, "a frame longer than a slice goes over in several"
+
+
+async def test_an_h2_read_of_many_frames_is_handed_over_a_few_frames_a_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """200 HEADERS in one 3 KB read (one byte slice) go to h2 ``h2_feed_frames`` at a time, not in one call.
+
+    h2 cannot be stopped mid-call: handed the whole read, it would answer all
+    200 requests in one loop turn.  A caller on another connection is served
+    between the slices, while the flood's read is still being worked on.
+    """
+    monkeypatch.setattr(server_module, "FEED_TURN_S", 0.0)  # one slice per connection per pass
+    sink = RecordingSink(None)
+    server = HttpRequestServer(sink, guards=HttpGuards(h2_feed_frames=8))
+    server.endpoints.add("echo")
+    flood_transport = PausingTransport()
+    flood = _HttpConnection(server)
+    flood.connection_made(flood_transport)
+    conn = client()
+    for _ in range(200):
+        request(conn, end=True)
+    burst = conn.data_to_send()
+    assert len(burst) < server_module.FEED_SLICE, "one byte slice: only the frame bound cuts it"
+    flood.data_received(burst)
+    await asyncio.sleep(0)  # one pass: the preface, SETTINGS and 7 HEADERS
+    assert len(sink.offers) == 7 and flood.backlog_left > 0 and not flood_transport.reading
+    caller_transport = PausingTransport()
+    caller = _HttpConnection(server)
+    caller.connection_made(caller_transport)
+    caller.data_received(b"POST /v1/rpc/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\nc")
+    await asyncio.sleep(0)
+    assert bytes(caller_transport.output).startswith(b"HTTP/1.1 202 "), "the caller waited for the whole read"
+    assert flood.backlog_left > 0 and 7 < len(sink.offers) < 201
+    for _ in range(100):
+        if not flood.backlog_left:
+            break
+        await asyncio.sleep(0)
+    assert len(sink.offers) == 201 and flood_transport.reading
+    events = conn.receive_data(bytes(flood_transport.output))
+    assert sum(isinstance(e, h2.events.ResponseReceived) for e in events) == 200

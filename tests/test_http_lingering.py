@@ -14,6 +14,7 @@ import contextlib
 import socket
 import struct
 import time
+from collections.abc import AsyncIterator
 
 import h2.errors
 
@@ -26,17 +27,25 @@ CL_TE = b"POST /v1/rpc/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\ntransfer
 ENHANCE_YOUR_CALM = int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
 
 
-async def _server(guards: HttpGuards) -> HttpRequestServer:
+@contextlib.asynccontextmanager
+async def _serving(
+    guards: HttpGuards, sockets: int = 1
+) -> AsyncIterator[tuple[HttpRequestServer, list[socket.socket]]]:
+    """A server with these guards serving ``echo``, and ``sockets`` connected to it; all closed afterwards."""
     server = HttpRequestServer(RecordingSink(None), guards=guards)
     server.endpoints.add("echo")
     await server.start()
-    return server
-
-
-def _socket(server: HttpRequestServer) -> socket.socket:
-    sock = socket.create_connection((server.host, server.port), timeout=WAIT)
-    sock.setblocking(False)
-    return sock
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(sockets):
+            sock = socket.create_connection((server.host, server.port), timeout=WAIT)
+            sock.setblocking(False)
+            socks.append(sock)
+        yield server, socks
+    finally:
+        for sock in socks:
+            sock.close()
+        await server.close()
 
 
 async def _send_for(sock: socket.socket, seconds: float, chunk: bytes, pause: float = 0.0) -> tuple[int, bool]:
@@ -86,9 +95,7 @@ async def test_an_h1_400_ends_with_a_fin_under_a_body_the_server_did_not_read() 
     kernel would reset the connection, which can discard the answer at the
     peer before it is read.
     """
-    server = await _server(HttpGuards(linger_time=2.0, linger_timeout=0.5))
-    sock = _socket(server)
-    try:
+    async with _serving(HttpGuards(linger_time=2.0, linger_timeout=0.5)) as (server, (sock,)):
         await asyncio.get_running_loop().sock_sendall(sock, CL_TE + b"x" * 600_000)
         await asyncio.sleep(0.3)  # read only once the server has answered and closed
         data, ended = await _read_all(sock)
@@ -96,9 +103,6 @@ async def test_an_h1_400_ends_with_a_fin_under_a_body_the_server_did_not_read() 
         assert ended == "eof", f"the answer's connection ended with a {ended}"
         await _until(lambda: not server.connections)
         assert not server.connections and not server.lingering, "a lingering connection was left behind"
-    finally:
-        sock.close()
-        await server.close()
 
 
 def _rapid_reset_flood(streams: int) -> bytes:
@@ -125,9 +129,7 @@ def _goaway_codes(data: bytes) -> list[int]:
 
 async def test_an_h2_goaway_reaches_a_rapid_reset_peer_whose_flood_was_not_read() -> None:
     """Rapid reset: the GOAWAY ENHANCE_YOUR_CALM is read after the fact, the flood's unread rest notwithstanding."""
-    server = await _server(HttpGuards(h2_reset_burst=20, h2_reset_rate=0.0))
-    sock = _socket(server)
-    try:
+    async with _serving(HttpGuards(h2_reset_burst=20, h2_reset_rate=0.0)) as (server, (sock,)):
         await asyncio.get_running_loop().sock_sendall(sock, _rapid_reset_flood(12_000))  # ~500 KB
         await asyncio.sleep(0.3)
         data, ended = await _read_all(sock)
@@ -135,30 +137,20 @@ async def test_an_h2_goaway_reaches_a_rapid_reset_peer_whose_flood_was_not_read(
         assert codes == [ENHANCE_YOUR_CALM] and ended == "eof", f"GOAWAY codes read: {codes}, then a {ended}"
         await _until(lambda: not server.connections)
         assert not server.connections and not server.lingering
-    finally:
-        sock.close()
-        await server.close()
 
 
 async def test_an_h2_goaway_is_read_while_the_peer_floods_on() -> None:
-    server = await _server(HttpGuards(h2_reset_burst=20, h2_reset_rate=0.0))
-    sock = _socket(server)
-    try:
+    async with _serving(HttpGuards(h2_reset_burst=20, h2_reset_rate=0.0)) as (server, (sock,)):
         sender = asyncio.ensure_future(_send_for(sock, 0.8, _rapid_reset_flood(200), pause=0.005))
         data, _ = await _read_all(sock)
         await sender
         assert ENHANCE_YOUR_CALM in _goaway_codes(data)
         await _until(lambda: not server.connections)
         assert not server.connections and not server.lingering
-    finally:
-        sock.close()
-        await server.close()
 
 
 async def test_lingering_ends_when_the_peer_goes_silent() -> None:
-    server = await _server(HttpGuards(linger_time=5.0, linger_timeout=0.2))
-    sock = _socket(server)
-    try:
+    async with _serving(HttpGuards(linger_time=5.0, linger_timeout=0.2)) as (server, (sock,)):
         await asyncio.get_running_loop().sock_sendall(sock, CL_TE)
         started = time.monotonic()
         data, ended = await _read_all(sock)
@@ -167,15 +159,10 @@ async def test_lingering_ends_when_the_peer_goes_silent() -> None:
         await _until(lambda: not server.connections)
         took = time.monotonic() - started
         assert not server.connections and 0.15 <= took < 2.0, f"closed after {took:.2f} s"
-    finally:
-        sock.close()
-        await server.close()
 
 
 async def test_lingering_ends_at_its_time_for_a_peer_that_never_stops() -> None:
-    server = await _server(HttpGuards(linger_time=0.5, linger_timeout=1.0))
-    sock = _socket(server)
-    try:
+    async with _serving(HttpGuards(linger_time=0.5, linger_timeout=1.0)) as (server, (sock,)):
         await asyncio.get_running_loop().sock_sendall(sock, CL_TE)
         started = time.monotonic()
         dribble = asyncio.ensure_future(_send_for(sock, 3.0, b"y" * 64, pause=0.05))  # never silent for 1 s
@@ -186,15 +173,10 @@ async def test_lingering_ends_at_its_time_for_a_peer_that_never_stops() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await dribble
         assert not server.connections and 0.4 <= took < 1.5, f"closed after {took:.2f} s"
-    finally:
-        sock.close()
-        await server.close()
 
 
 async def test_lingering_ends_once_the_peer_sends_more_than_its_bytes() -> None:
-    server = await _server(HttpGuards(linger_time=5.0, linger_timeout=5.0, linger_bytes=64 * 1024))
-    sock = _socket(server)
-    try:
+    async with _serving(HttpGuards(linger_time=5.0, linger_timeout=5.0, linger_bytes=64 * 1024)) as (server, (sock,)):
         await asyncio.get_running_loop().sock_sendall(sock, CL_TE)
         started = time.monotonic()
         flood = asyncio.ensure_future(_send_for(sock, 3.0, b"z" * 16384))
@@ -205,15 +187,10 @@ async def test_lingering_ends_once_the_peer_sends_more_than_its_bytes() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await flood
         assert not server.connections and took < 1.5, f"closed after {took:.2f} s"
-    finally:
-        sock.close()
-        await server.close()
 
 
 async def test_lingering_connections_are_bounded_beyond_which_a_close_is_immediate() -> None:
-    server = await _server(HttpGuards(linger_time=3.0, linger_timeout=3.0, max_lingering=2))
-    socks = [_socket(server) for _ in range(4)]
-    try:
+    async with _serving(HttpGuards(linger_time=3.0, linger_timeout=3.0, max_lingering=2), sockets=4) as (server, socks):
         for sock in socks:
             await asyncio.get_running_loop().sock_sendall(sock, CL_TE)
         await _until(lambda: server.connections_accepted == 4 and len(server.connections) <= 2, limit=2.0)
@@ -223,19 +200,10 @@ async def test_lingering_connections_are_bounded_beyond_which_a_close_is_immedia
             assert data.startswith(b"HTTP/1.1 400 ")  # all answered; two of them closed at once
         await server.close()  # a closing server does not wait out the linger
         assert not server.connections and not server.lingering
-    finally:
-        for sock in socks:
-            sock.close()
-        await server.close()
 
 
 async def test_lingering_off_closes_at_once() -> None:
-    server = await _server(HttpGuards(linger_time=None, linger_timeout=3.0))
-    sock = _socket(server)
-    try:
+    async with _serving(HttpGuards(linger_time=None, linger_timeout=3.0)) as (server, (sock,)):
         await asyncio.get_running_loop().sock_sendall(sock, CL_TE)
         await _until(lambda: server.connections_accepted == 1 and not server.connections, limit=1.0)
         assert server.connections_accepted == 1 and not server.connections and not server.lingering
-    finally:
-        sock.close()
-        await server.close()

@@ -89,6 +89,10 @@ class HttpWorkerConfig(cfg.Settings):
     max_lingering: int = field(
         default=limits.DEFAULT_MAX_LINGERING, metadata=_S("RP_HTTP_MAX_LINGERING", cfg.parse_int, cfg.positive)
     )
+    # h2 frames of one connection handed to hyper-h2 at a time, the loop free between slices (limits.py).
+    h2_feed_frames: int = field(
+        default=limits.DEFAULT_H2_FEED_FRAMES, metadata=_S("RP_HTTP_H2_FEED_FRAMES", cfg.parse_int, cfg.positive)
+    )
 
     @property
     def guards(self) -> limits.HttpGuards:
@@ -111,6 +115,7 @@ class HttpWorkerConfig(cfg.Settings):
             linger_timeout=self.linger_timeout,
             linger_bytes=self.linger_bytes,
             max_lingering=self.max_lingering,
+            h2_feed_frames=self.h2_feed_frames,
         )
 
 

@@ -99,6 +99,10 @@ class Http1ServerSession:
 
     # -- inbound ----------------------------------------------------------------------
 
+    def piece_length(self, backlog: bytes | bytearray, start: int, most: int) -> int:
+        """Bytes of ``backlog`` from ``start`` to hand over next: up to ``most`` (h11's cost follows the bytes)."""
+        return min(most, len(backlog) - start)
+
     def data_received(self, data: bytes, arrived_at: float | None = None) -> None:
         """Take a read (or a slice of one) that reached the connection at ``arrived_at`` (default: now)."""
         if self.draining:

@@ -48,6 +48,13 @@ DEFAULT_LINGER_TIME = 2.0  # longest a closing connection lingers
 DEFAULT_LINGER_TIMEOUT = 0.5  # the peer silent this long while lingering: it has stopped sending, close now
 DEFAULT_LINGER_BYTES = 1 * MIB  # dropped while lingering; past it the connection is reset (a flood still coming)
 DEFAULT_MAX_LINGERING = 512  # connections lingering at once, server-wide; beyond, a close is immediate
+# --- added for issue 13 (zero window: event-loop fairness) ---
+# h2 frames of one connection handed to hyper-h2 at a time.  h2 does all the work of what it is handed in one call,
+# and a request's HEADERS answered at once cost ~0.5-2 ms (HPACK both ways, stream state, the answer's frames): one
+# 3 KB read of 200 of them held the event loop for 100-500 ms, whatever the feed pass's time budget, which is
+# checked between slices.  16 frames bound a slice to ~10-30 ms on a busy 2-core machine; a connection's DATA still
+# goes over 4 KiB at a time (a slice is also at most that many bytes), so bodies cost no extra slices.
+DEFAULT_H2_FEED_FRAMES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +78,7 @@ class HttpGuards:
     linger_timeout: float = DEFAULT_LINGER_TIMEOUT
     linger_bytes: int = DEFAULT_LINGER_BYTES
     max_lingering: int = DEFAULT_MAX_LINGERING
+    h2_feed_frames: int = DEFAULT_H2_FEED_FRAMES
 
     def __post_init__(self) -> None:
         for name in ("header_timeout", "body_timeout", "send_timeout", "idle_timeout", "body_budget", "linger_time"):
@@ -87,6 +95,7 @@ class HttpGuards:
             "linger_timeout",
             "linger_bytes",
             "max_lingering",
+            "h2_feed_frames",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"HttpGuards.{name} must be > 0, got {getattr(self, name)!r}")

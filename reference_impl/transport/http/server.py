@@ -58,6 +58,8 @@ class _Session(Protocol):
     @property
     def idle(self) -> bool: ...
 
+    def piece_length(self, backlog: bytes | bytearray, start: int, most: int) -> int: ...
+
     def data_received(self, data: bytes, arrived_at: float | None = None) -> None: ...
 
     def eof_received(self) -> None: ...
@@ -174,7 +176,9 @@ class _HttpConnection(asyncio.Protocol):
                     self._pause("backlog")
                     return
                 # driven by hand, without a loop (tests): nobody else to give a turn to
-            piece = bytes(self._backlog[self._backlog_at : self._backlog_at + FEED_SLICE])
+            # At most FEED_SLICE bytes, and for h2 at most ``h2_feed_frames`` frames: h2 cannot be stopped mid-call.
+            end = self._backlog_at + self.session.piece_length(self._backlog, self._backlog_at, FEED_SLICE)
+            piece = bytes(self._backlog[self._backlog_at : end])
             self._backlog_at += len(piece)
             self.session.data_received(piece, self._arrived_at)
             worked = True
