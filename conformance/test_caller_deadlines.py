@@ -8,6 +8,12 @@ window.  What the caller *says* ended the call is a requirement of its own (CALL
 timing proves the deadline exists, the words let a user of the caller tell a timeout from a lost connection.
 
 Both requirements judge the same call: it is made once per plane and deadline and kept for the module.
+
+The call-home deadline bounds the wait "for the worker's call-home and prologue": a worker that never dials
+back is one shape of that wait, one that dials back and sends nothing, or only its handshake, the others (a
+caller that stops its clock at the connect or at the handshake hangs on them).  Not checked: a worker that
+sent its prologue and then no item.  Neither the protocol notes nor Dynamo (nor the reference) bound the wait
+for items, since the first one may take as long as the model needs (tcp-and-response-stream.md §6.4).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from fixtures.timeouts import DEADLINE_EARLY_SLACK_S, DEADLINE_TOLERANCE_S, Time
 
 # The probe worker's behaviour that makes each deadline the one to fire: it never ACKs; it ACKs, never calls home.
 BEHAVIOUR_FOR = {"ack": "no_ack", "callhome": "silent"}
+# The other shapes of the wait the call-home deadline bounds: the worker dials back, then stalls.
+CALLHOME_STALLS = ("stall_before_handshake", "stall_before_prologue")
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,7 @@ class DeadlineRun:
     timeout: TimeoutInForce
     answer: dict[str, Any]
     elapsed_s: float  # suite clock: from asking for the call to the caller's answer
-    reached_worker: bool  # the request arrived at the probe worker (and, for "silent", was ACKed at once)
+    worker_side: str | None  # what kept the deadline from being put to the test on the worker's side; None: nothing
 
     @property
     def bound(self) -> float:
@@ -53,8 +61,8 @@ class DeadlineRun:
     def why_not_honoured(self) -> str | None:
         """None when the deadline ended the call; else what the exchange showed instead."""
         answer, what = self.answer, f"the {self.name} timeout in force: {self.timeout}"
-        if not self.reached_worker:
-            return f"the request never reached the worker, so its {self.name} deadline was never tested: {answer}"
+        if self.worker_side is not None:
+            return f"{self.worker_side}, so the {self.name} deadline was never tested: {answer}"
         if answer["outcome"] != "error":
             return f"no bounded wait ({what}): {answer}"
         if answer["error"]["kind"] == "timeout":
@@ -81,15 +89,20 @@ async def _deadline_run(
     make_probe_worker: Callable[..., ProbeWorker],
     timeout: TimeoutInForce,
     name: str,
+    behaviour: str,
 ) -> DeadlineRun:
-    key = (caller.plane, name)
+    key = (caller.plane, behaviour)
     if key not in runs:
-        runs[key] = await _make_deadline_run(caller, make_probe_worker, timeout, name)
+        runs[key] = await _make_deadline_run(caller, make_probe_worker, timeout, name, behaviour)
     return runs[key]
 
 
 async def _make_deadline_run(
-    caller: CallerUnderTest, make_probe_worker: Callable[..., ProbeWorker], timeout: TimeoutInForce, name: str
+    caller: CallerUnderTest,
+    make_probe_worker: Callable[..., ProbeWorker],
+    timeout: TimeoutInForce,
+    name: str,
+    behaviour: str,
 ) -> DeadlineRun:
     worker = make_probe_worker(caller.discovery)
     await worker.start()
@@ -97,12 +110,20 @@ async def _make_deadline_run(
     try:
         started = time.monotonic()
         # The suite's deadline sits just past the bound: a later failure is a failure of the requirement anyway.
-        endpoint = worker.endpoint(BEHAVIOUR_FOR[name])
-        answer = await caller.call(endpoint, {"n": 1}, deadline=bound + DEADLINE_TOLERANCE_S)
+        answer = await caller.call(worker.endpoint(behaviour), {"n": 1}, deadline=bound + DEADLINE_TOLERANCE_S)
         elapsed = time.monotonic() - started
     finally:
         await worker.close()
-    return DeadlineRun(name, timeout, answer, elapsed, reached_worker=bool(worker.received))
+    return DeadlineRun(name, timeout, answer, elapsed, _worker_side(worker, behaviour))
+
+
+def _worker_side(worker: ProbeWorker, behaviour: str) -> str | None:
+    if not worker.received:
+        return "the request never reached the worker"
+    received = worker.received[0]
+    if behaviour in CALLHOME_STALLS and received.callhome is None:
+        return f"the probe worker could not call home ({received.envelope_error})"
+    return None
 
 
 @pytest.fixture
@@ -111,9 +132,11 @@ def ack_deadline_run(
     impl_caller_for_ack_deadline: CallerUnderTest,
     make_probe_worker: Callable[..., ProbeWorker],
     timeouts: Callable[..., TimeoutInForce],
-) -> Callable[[], Any]:
+) -> Callable[..., Any]:
     timeout = timeouts("ack", deadline_check_handed("ack"))
-    return lambda: _deadline_run(deadline_runs, impl_caller_for_ack_deadline, make_probe_worker, timeout, "ack")
+    return lambda: _deadline_run(
+        deadline_runs, impl_caller_for_ack_deadline, make_probe_worker, timeout, "ack", BEHAVIOUR_FOR["ack"]
+    )
 
 
 @pytest.fixture
@@ -122,11 +145,14 @@ def callhome_deadline_run(
     impl_caller_for_callhome_deadline: CallerUnderTest,
     make_probe_worker: Callable[..., ProbeWorker],
     timeouts: Callable[..., TimeoutInForce],
-) -> Callable[[], Any]:
+) -> Callable[..., Any]:
     timeout = timeouts("callhome", deadline_check_handed("callhome"))
-    return lambda: _deadline_run(
-        deadline_runs, impl_caller_for_callhome_deadline, make_probe_worker, timeout, "callhome"
-    )
+
+    def run(behaviour: str = BEHAVIOUR_FOR["callhome"]) -> Any:
+        caller = impl_caller_for_callhome_deadline
+        return _deadline_run(deadline_runs, caller, make_probe_worker, timeout, "callhome", behaviour)
+
+    return run
 
 
 def _assert_honoured(run: DeadlineRun) -> None:
@@ -143,20 +169,28 @@ def _assert_reported_as_that_timeout(run: DeadlineRun) -> None:
 
 
 @pytest.mark.req("CALLER-ACK-TIMEOUT")
-async def test_a_missing_ack_fails_the_call(ack_deadline_run: Callable[[], Any]):
+async def test_a_missing_ack_fails_the_call(ack_deadline_run: Callable[..., Any]):
     _assert_honoured(await ack_deadline_run())
 
 
 @pytest.mark.req("CALLER-CALLHOME-TIMEOUT")
-async def test_a_worker_that_never_calls_home_fails_the_call(callhome_deadline_run: Callable[[], Any]):
+async def test_a_worker_that_never_calls_home_fails_the_call(callhome_deadline_run: Callable[..., Any]):
     _assert_honoured(await callhome_deadline_run())
 
 
+@pytest.mark.req("CALLER-CALLHOME-TIMEOUT")
+@pytest.mark.parametrize("behaviour", CALLHOME_STALLS)
+async def test_a_worker_that_calls_home_and_stalls_fails_the_call(
+    callhome_deadline_run: Callable[..., Any], behaviour: str
+):
+    _assert_honoured(await callhome_deadline_run(behaviour))
+
+
 @pytest.mark.req("CALLER-DEADLINE-REASON")
-async def test_a_missing_ack_is_reported_as_the_ack_timeout(ack_deadline_run: Callable[[], Any]):
+async def test_a_missing_ack_is_reported_as_the_ack_timeout(ack_deadline_run: Callable[..., Any]):
     _assert_reported_as_that_timeout(await ack_deadline_run())
 
 
 @pytest.mark.req("CALLER-DEADLINE-REASON")
-async def test_a_missing_call_home_is_reported_as_the_callhome_timeout(callhome_deadline_run: Callable[[], Any]):
+async def test_a_missing_call_home_is_reported_as_the_callhome_timeout(callhome_deadline_run: Callable[..., Any]):
     _assert_reported_as_that_timeout(await callhome_deadline_run())
