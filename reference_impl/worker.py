@@ -93,7 +93,7 @@ class WorkerConfig(cfg.Settings):
         default=pc.DECODE_CHECKED_ABOVE, metadata=_S("RP_DECODE_CHECKED_ABOVE", cfg.parse_int, cfg.non_negative)
     )
     # At most one array or map per this many body bytes, and no array/map longer than one element per
-    # ``decode_bytes_per_element`` bytes: a decoded body stays within about 12 times its size.
+    # ``decode_bytes_per_element`` bytes: a decoded body stays within about 10 times its size.
     decode_bytes_per_container: int = field(
         default=pc.DECODE_BYTES_PER_CONTAINER,
         metadata=_S("RP_DECODE_BYTES_PER_CONTAINER", cfg.parse_int, cfg.positive),

@@ -121,7 +121,7 @@ def test_the_limits_scale_with_the_body():
     limits = DecodeLimits()
     assert limits.elements(10) == limits.min_allowance
     assert limits.elements(10 * MIB) == 5 * MIB
-    assert limits.containers(16 * MIB) == MIB
+    assert limits.containers(32 * MIB) == MIB
 
 
 # --- settings ---------------------------------------------------------------------------------

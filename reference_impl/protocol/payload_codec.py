@@ -10,9 +10,12 @@ msgpack can become a 64-byte empty list or a 72-byte empty dict, so without
 limits 31 MiB of ``[{}, {}, ...]`` would take gigabytes.  Above a small size
 a body may hold at most one array or map per ``bytes_per_container`` bytes
 and no array or map longer than one element per ``bytes_per_element`` bytes;
-that keeps a decoded body within about 12 times its size (worst case: as
-many empty maps as allowed, each 72 bytes of Python object per 16 bytes
-received, plus 8-byte references to shared constants).  Nesting is bounded
+that keeps a decoded body within about 10 times its size (worst case: as
+many empty maps as allowed, each 72 bytes of Python object per 32 bytes
+received, plus an 8-byte reference to a shared constant per byte).  Time is
+bounded by the same allowance: the guard counts containers as msgpack builds
+them, and building is what a bomb of one-key maps costs (~1 us each on the
+event loop), so a smaller allowance is a shorter stall for every other caller.  Nesting is bounded
 by msgpack's own stack limit and by the interpreter's recursion limit for
 JSON (both about 1000 levels), each reported as a malformed body.
 """
@@ -29,7 +32,7 @@ import msgpack
 from reference_impl.errors import MalformedMessage
 
 DECODE_CHECKED_ABOVE = 64 * 1024  # smaller bodies decode unchecked: at most ~72 x 64 KiB = 4.5 MiB
-DECODE_BYTES_PER_CONTAINER = 16  # a body of n bytes holds at most n/16 arrays and maps ...
+DECODE_BYTES_PER_CONTAINER = 32  # a body of n bytes holds at most n/32 arrays and maps ...
 DECODE_BYTES_PER_ELEMENT = 2  # ... and no array or map longer than n/2 elements (pairs for maps)
 DECODE_MIN_ALLOWANCE = 4096  # containers and elements always allowed, whatever the body's size
 
