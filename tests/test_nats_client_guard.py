@@ -7,6 +7,8 @@ it, by name; the probes (wire client, probe worker) open and close theirs throug
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from fixtures import nats_clients
@@ -71,4 +73,20 @@ async def test_the_probes_close_the_clients_they_open(nats_server: NatsServer, t
         await client.close()
         await recorder.close()
     assert connection.is_closed
+    assert set(nats_clients.open_clients()) - before == set()
+
+
+async def test_concurrent_first_calls_open_one_wire_client_connection(nats_server: NatsServer) -> None:
+    """Many calls starting at once (NATS-CONCURRENT) each asked for the connection: all but one leaked."""
+    before = set(nats_clients.open_clients())
+    recorder = CallHomeRecorder()
+    await recorder.start()
+    client = WireClient(recorder, nats_url=nats_server.url)
+    try:
+        connections = await asyncio.gather(*(client.nats() for _ in range(10)))
+        assert len({id(c) for c in connections}) == 1
+        assert len(set(nats_clients.open_clients()) - before) == 1
+    finally:
+        await client.close()
+        await recorder.close()
     assert set(nats_clients.open_clients()) - before == set()
