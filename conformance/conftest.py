@@ -13,7 +13,13 @@ from collections.abc import Generator
 
 import pytest
 
-pytest_plugins = ["fixtures.plugin", "fixtures.roles", "fixtures.nats_server", "fixtures.gc_guard"]
+pytest_plugins = [
+    "fixtures.plugin",
+    "fixtures.roles",
+    "fixtures.nats_server",
+    "fixtures.gc_guard",
+    "fixtures.client_guard",
+]
 
 # Settings the suite cannot run without (pyproject.toml in a checkout, suite.ini elsewhere).
 REQUIRED_SETTINGS = {

@@ -253,8 +253,8 @@ LIMIT = 1024 * 1024
 
 
 @pytest.fixture
-async def limited_worker(impl_worker_factory: Callable[..., Awaitable[WorkerUnderTest]]) -> WorkerUnderTest:
-    return await impl_worker_factory(env={"DYN_TCP_MAX_MESSAGE_SIZE": str(LIMIT)}, endpoints=["sink", "echo"])
+async def limited_worker(shared_worker_with_settings: Callable[..., Awaitable[WorkerUnderTest]]) -> WorkerUnderTest:
+    return await shared_worker_with_settings(env={"DYN_TCP_MAX_MESSAGE_SIZE": str(LIMIT)}, endpoints=["sink", "echo"])
 
 
 # The limit covers the whole frame: it is reached through the payload, or through large headers
