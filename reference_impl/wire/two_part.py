@@ -137,7 +137,8 @@ class TwoPartDecoder:
     over without parsing again.  Everything observable stays as if the chunk
     were merely held: its bytes count as ``buffered`` and its prelude is
     peeked until the message is pulled.  Only frames that cannot fail take it:
-    a frame over the size limit, a frame whose checksum is to be verified and
+    a frame over the size limit, a frame with a checksum (whether or not this
+    decoder verifies it: the one place that decides is the general path) and
     any chunk fed to a poisoned decoder take the general path, so every error
     is raised where and as it always was.  A header-less, checksum-0 frame
     under ``ITEM_PRELUDE_CACHE`` bytes of body (the response item) is
@@ -193,7 +194,7 @@ class TwoPartDecoder:
                 # The single-frame path for any other frame that cannot fail.
                 header_len, body_len, checksum = _unpack_prelude(data)
                 total = PRELUDE_SIZE + header_len + body_len
-                if total == len(data) and total <= self._fast_limit and not (checksum and self._verify):
+                if total == len(data) and total <= self._fast_limit and not checksum:
                     middle = PRELUDE_SIZE + header_len
                     self._ready = _tuple_new(TwoPartMessage, (data[PRELUDE_SIZE:middle], data[middle:]))
                     self._buf = data
@@ -265,7 +266,7 @@ class TwoPartDecoder:
             self._pos = 0
         else:
             self._pos = end
-        # Every frame whose checksum is to be verified comes this way (feed's single-frame path leaves them).
+        # Every frame with a checksum comes this way (feed's single-frame path leaves them): verified or not, here.
         if self._verify and checksum != 0:
             actual = xxh3_64(message.header, message.data)
             if actual != checksum:
