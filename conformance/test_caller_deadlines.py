@@ -126,6 +126,22 @@ def _worker_side(worker: ProbeWorker, behaviour: str) -> str | None:
     return None
 
 
+def _runner(
+    runs: dict[tuple[str, str], DeadlineRun],
+    caller: CallerUnderTest,
+    make_probe_worker: Callable[..., ProbeWorker],
+    timeouts: Callable[..., TimeoutInForce],
+    name: str,
+) -> Callable[..., Any]:
+    """``run(behaviour)``: the call meeting the ``name`` deadline on ``caller``, made once (``deadline_runs``)."""
+    timeout = timeouts(name, deadline_check_handed(name))
+
+    def run(behaviour: str = BEHAVIOUR_FOR[name]) -> Any:
+        return _deadline_run(runs, caller, make_probe_worker, timeout, name, behaviour)
+
+    return run
+
+
 @pytest.fixture
 def ack_deadline_run(
     deadline_runs: dict[tuple[str, str], DeadlineRun],
@@ -133,10 +149,7 @@ def ack_deadline_run(
     make_probe_worker: Callable[..., ProbeWorker],
     timeouts: Callable[..., TimeoutInForce],
 ) -> Callable[..., Any]:
-    timeout = timeouts("ack", deadline_check_handed("ack"))
-    return lambda: _deadline_run(
-        deadline_runs, impl_caller_for_ack_deadline, make_probe_worker, timeout, "ack", BEHAVIOUR_FOR["ack"]
-    )
+    return _runner(deadline_runs, impl_caller_for_ack_deadline, make_probe_worker, timeouts, "ack")
 
 
 @pytest.fixture
@@ -146,13 +159,7 @@ def callhome_deadline_run(
     make_probe_worker: Callable[..., ProbeWorker],
     timeouts: Callable[..., TimeoutInForce],
 ) -> Callable[..., Any]:
-    timeout = timeouts("callhome", deadline_check_handed("callhome"))
-
-    def run(behaviour: str = BEHAVIOUR_FOR["callhome"]) -> Any:
-        caller = impl_caller_for_callhome_deadline
-        return _deadline_run(deadline_runs, caller, make_probe_worker, timeout, "callhome", behaviour)
-
-    return run
+    return _runner(deadline_runs, impl_caller_for_callhome_deadline, make_probe_worker, timeouts, "callhome")
 
 
 def _assert_honoured(run: DeadlineRun) -> None:
