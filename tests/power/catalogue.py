@@ -233,8 +233,10 @@ def run_suite(
         "RP_POWER_ROLES": ",".join(roles),
         "RP_POWER_FAULT": fault or "",
         "RP_POWER_IMPL_ROOT": str(impl_root) if impl_root else "",
-        "PYTHONDONTWRITEBYTECODE": "1",
     }
+    # Bytecode is written: each entry's copy starts without any (its __pycache__ is not copied) and is patched
+    # before its first import, so nothing stale can be read, and the adapters a run starts compile it once.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     started = time.monotonic()
     try:
         completed = subprocess.run(
