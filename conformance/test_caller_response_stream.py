@@ -133,7 +133,7 @@ async def test_undecodable_frame_ends_the_call_with_an_error(impl_caller: Caller
 @pytest.mark.robustness
 @pytest.mark.req("RS-CALLER-FRAME-LIMIT")
 async def test_absurd_frame_length_ends_the_call_at_once(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
-    answer = await impl_caller.call(probe_worker.endpoint("absurd_frame"), {}, deadline=15.0)
+    answer = await impl_caller.call(probe_worker.endpoint("absurd_frame"), {}, deadline=PROMPT_DEADLINE_S)
     assert probe_worker.received, f"the request never reached the worker, so no prelude was sent: {answer}"
     assert_prompt_failure(answer, "a prelude declaring 2^62-byte header and body")
     assert _seqs(answer) in ([], [0])
