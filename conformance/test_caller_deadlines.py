@@ -7,7 +7,8 @@ Each check's caller is handed the deadline checked short and every other deadlin
 window.  What the caller *says* ended the call is a requirement of its own (CALLER-DEADLINE-REASON): the
 timing proves the deadline exists, the words let a user of the caller tell a timeout from a lost connection.
 
-Both requirements judge the same call: it is made once per plane and deadline and kept for the module.
+Both requirements judge the same call: it is made once per plane and behaviour and kept for the module, and
+all the calls of a plane run at once (each on its own probe worker and clock), so a plane sits out one deadline.
 
 The call-home deadline bounds the wait "for the worker's call-home and prologue": a worker that never dials
 back is one shape of that wait, one that dials back and sends nothing, or only its handshake, the others (a
@@ -18,14 +19,16 @@ for items, since the first one may take as long as the model needs (tcp-and-resp
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from fixtures.plugin import session_of
 from fixtures.probes.probe_worker import ProbeWorker
 from fixtures.roles import CallerUnderTest
 from fixtures.timeouts import DEADLINE_EARLY_SLACK_S, DEADLINE_TOLERANCE_S, TimeoutInForce, deadline_check_handed
@@ -34,6 +37,8 @@ from fixtures.timeouts import DEADLINE_EARLY_SLACK_S, DEADLINE_TOLERANCE_S, Time
 BEHAVIOUR_FOR = {"ack": "no_ack", "callhome": "silent"}
 # The other shapes of the wait the call-home deadline bounds: the worker dials back, then stalls.
 CALLHOME_STALLS = ("stall_before_handshake", "stall_before_prologue")
+# Every call of the module, per plane: (deadline, probe behaviour).
+RUNS = (*BEHAVIOUR_FOR.items(), *(("callhome", stall) for stall in CALLHOME_STALLS))
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class DeadlineRun:
     """One call made to meet a deadline, as the suite saw it (its own clock, its own probe worker)."""
 
     name: str
+    handed: dict[str, float]  # what the caller making it was handed (``deadline_check_handed``)
     timeout: TimeoutInForce
     answer: dict[str, Any]
     elapsed_s: float  # suite clock: from asking for the call to the caller's answer
@@ -48,14 +54,14 @@ class DeadlineRun:
 
     @property
     def bound(self) -> float:
-        return self.timeout.bound(self.name, deadline_check_handed(self.name))
+        return self.timeout.bound(self.name, self.handed)
 
     @property
     def earliest(self) -> float:
         """The soonest the deadline in force can end the call (none in force: the value handed)."""
         seconds = self.timeout.seconds
         if seconds is None:
-            seconds = deadline_check_handed(self.name)[self.name]
+            seconds = self.handed[self.name]
         return seconds - DEADLINE_EARLY_SLACK_S
 
     def why_not_honoured(self) -> str | None:
@@ -78,35 +84,22 @@ class DeadlineRun:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def deadline_runs() -> dict[tuple[str, str], DeadlineRun]:
-    """The calls made so far in this module, by (plane, deadline): each is made once, judged twice."""
+async def deadline_runs() -> dict[str, asyncio.Task[dict[str, DeadlineRun | BaseException]]]:
+    """The calls made in this module, per plane, by behaviour: each is made once, judged by every test citing it."""
     return {}
-
-
-async def _deadline_run(
-    runs: dict[tuple[str, str], DeadlineRun],
-    caller: CallerUnderTest,
-    make_probe_worker: Callable[..., ProbeWorker],
-    timeout: TimeoutInForce,
-    name: str,
-    behaviour: str,
-) -> DeadlineRun:
-    key = (caller.plane, behaviour)
-    if key not in runs:
-        runs[key] = await _make_deadline_run(caller, make_probe_worker, timeout, name, behaviour)
-    return runs[key]
 
 
 async def _make_deadline_run(
     caller: CallerUnderTest,
     make_probe_worker: Callable[..., ProbeWorker],
     timeout: TimeoutInForce,
+    handed: dict[str, float],
     name: str,
     behaviour: str,
 ) -> DeadlineRun:
     worker = make_probe_worker(caller.discovery)
     await worker.start()
-    bound = timeout.bound(name, deadline_check_handed(name))
+    bound = timeout.bound(name, handed)
     try:
         started = time.monotonic()
         # The suite's deadline sits just past the bound: a later failure is a failure of the requirement anyway.
@@ -114,7 +107,7 @@ async def _make_deadline_run(
         elapsed = time.monotonic() - started
     finally:
         await worker.close()
-    return DeadlineRun(name, timeout, answer, elapsed, _worker_side(worker, behaviour))
+    return DeadlineRun(name, handed, timeout, answer, elapsed, _worker_side(worker, behaviour))
 
 
 def _worker_side(worker: ProbeWorker, behaviour: str) -> str | None:
@@ -126,40 +119,43 @@ def _worker_side(worker: ProbeWorker, behaviour: str) -> str | None:
     return None
 
 
-def _runner(
-    runs: dict[tuple[str, str], DeadlineRun],
-    caller: CallerUnderTest,
-    make_probe_worker: Callable[..., ProbeWorker],
-    timeouts: Callable[..., TimeoutInForce],
-    name: str,
-) -> Callable[..., Any]:
-    """``run(behaviour)``: the call meeting the ``name`` deadline on ``caller``, made once (``deadline_runs``)."""
-    timeout = timeouts(name, deadline_check_handed(name))
-
-    def run(behaviour: str = BEHAVIOUR_FOR[name]) -> Any:
-        return _deadline_run(runs, caller, make_probe_worker, timeout, name, behaviour)
-
-    return run
-
-
 @pytest.fixture
-def ack_deadline_run(
-    deadline_runs: dict[tuple[str, str], DeadlineRun],
+def deadline_run(
+    request: pytest.FixtureRequest,
+    deadline_runs: dict[str, asyncio.Task[dict[str, DeadlineRun | BaseException]]],
     impl_caller_for_ack_deadline: CallerUnderTest,
-    make_probe_worker: Callable[..., ProbeWorker],
-    timeouts: Callable[..., TimeoutInForce],
-) -> Callable[..., Any]:
-    return _runner(deadline_runs, impl_caller_for_ack_deadline, make_probe_worker, timeouts, "ack")
-
-
-@pytest.fixture
-def callhome_deadline_run(
-    deadline_runs: dict[tuple[str, str], DeadlineRun],
     impl_caller_for_callhome_deadline: CallerUnderTest,
     make_probe_worker: Callable[..., ProbeWorker],
     timeouts: Callable[..., TimeoutInForce],
-) -> Callable[..., Any]:
-    return _runner(deadline_runs, impl_caller_for_callhome_deadline, make_probe_worker, timeouts, "callhome")
+) -> Callable[[str], Awaitable[DeadlineRun]]:
+    """``run(behaviour)``: the call meeting the deadline ``behaviour`` is for, on that deadline's caller.
+
+    The first test of a plane makes every call of the plane (``RUNS``) at once, each on its own probe worker and
+    timed on its own clock, and waits for all of them (no probe worker outlives the test that started it): the
+    calls share nothing the deadlines depend on, so a plane sits out its longest deadline once, not each in turn."""
+    callers = {"ack": impl_caller_for_ack_deadline, "callhome": impl_caller_for_callhome_deadline}
+    plane = impl_caller_for_ack_deadline.plane
+
+    hello = session_of(request.config).hello
+
+    async def make_all() -> dict[str, DeadlineRun | BaseException]:
+        made = []
+        for name, behaviour in RUNS:
+            handed = deadline_check_handed(name, hello)
+            timeout = timeouts(name, handed)
+            made.append(_make_deadline_run(callers[name], make_probe_worker, timeout, handed, name, behaviour))
+        made_runs = await asyncio.gather(*made, return_exceptions=True)  # one failing call fails only its tests
+        return dict(zip([behaviour for _, behaviour in RUNS], made_runs, strict=True))
+
+    async def run(behaviour: str) -> DeadlineRun:
+        if plane not in deadline_runs:
+            deadline_runs[plane] = asyncio.ensure_future(make_all())
+        made = (await asyncio.shield(deadline_runs[plane]))[behaviour]
+        if isinstance(made, BaseException):
+            raise made
+        return made
+
+    return run
 
 
 def _assert_honoured(run: DeadlineRun) -> None:
@@ -176,28 +172,30 @@ def _assert_reported_as_that_timeout(run: DeadlineRun) -> None:
 
 
 @pytest.mark.req("CALLER-ACK-TIMEOUT")
-async def test_a_missing_ack_fails_the_call(ack_deadline_run: Callable[..., Any]):
-    _assert_honoured(await ack_deadline_run())
+async def test_a_missing_ack_fails_the_call(deadline_run: Callable[[str], Awaitable[DeadlineRun]]):
+    _assert_honoured(await deadline_run(BEHAVIOUR_FOR["ack"]))
 
 
 @pytest.mark.req("CALLER-CALLHOME-TIMEOUT")
-async def test_a_worker_that_never_calls_home_fails_the_call(callhome_deadline_run: Callable[..., Any]):
-    _assert_honoured(await callhome_deadline_run())
+async def test_a_worker_that_never_calls_home_fails_the_call(deadline_run: Callable[[str], Awaitable[DeadlineRun]]):
+    _assert_honoured(await deadline_run(BEHAVIOUR_FOR["callhome"]))
 
 
 @pytest.mark.req("CALLER-CALLHOME-TIMEOUT")
 @pytest.mark.parametrize("behaviour", CALLHOME_STALLS)
 async def test_a_worker_that_calls_home_and_stalls_fails_the_call(
-    callhome_deadline_run: Callable[..., Any], behaviour: str
+    deadline_run: Callable[[str], Awaitable[DeadlineRun]], behaviour: str
 ):
-    _assert_honoured(await callhome_deadline_run(behaviour))
+    _assert_honoured(await deadline_run(behaviour))
 
 
 @pytest.mark.req("CALLER-DEADLINE-REASON")
-async def test_a_missing_ack_is_reported_as_the_ack_timeout(ack_deadline_run: Callable[..., Any]):
-    _assert_reported_as_that_timeout(await ack_deadline_run())
+async def test_a_missing_ack_is_reported_as_the_ack_timeout(deadline_run: Callable[[str], Awaitable[DeadlineRun]]):
+    _assert_reported_as_that_timeout(await deadline_run(BEHAVIOUR_FOR["ack"]))
 
 
 @pytest.mark.req("CALLER-DEADLINE-REASON")
-async def test_a_missing_call_home_is_reported_as_the_callhome_timeout(callhome_deadline_run: Callable[..., Any]):
-    _assert_reported_as_that_timeout(await callhome_deadline_run())
+async def test_a_missing_call_home_is_reported_as_the_callhome_timeout(
+    deadline_run: Callable[[str], Awaitable[DeadlineRun]],
+):
+    _assert_reported_as_that_timeout(await deadline_run(BEHAVIOUR_FOR["callhome"]))

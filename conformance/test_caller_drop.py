@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from typing import Any
 
 import pytest
 
+from fixtures.adapter_process import AdapterError
 from fixtures.probes.probe_worker import ProbeWorker
 from fixtures.roles import CallerUnderTest
 
 NOTICE_WITHIN_S = 2.0  # RS-CALLER-DROP / RS-CALLER-TASK-CANCEL: first stop/kill after the consumer let go
 CLOSE_WITHIN_S = 10.0  # ... and the call-home connection closed
 # RS-CALLER-TASK-CANCEL-HELD: the adapter keeps the stream referenced this long after cancelling its reading task,
-# longer than NOTICE_WITHIN_S, so the stop must come from the cancellation, not from releasing the stream.
+# longer than NOTICE_WITHIN_S, so the stop must come from the cancellation, not from releasing the stream.  The
+# suite ends the hold sooner (the adapter protocol's ``release``) once the probe worker has seen that stop.
 HOLD_AFTER_TASK_CANCEL_S = NOTICE_WITHIN_S + 1.0
+RELEASE_POLL_S = 0.02  # how often the suite looks for the stop that lets it end the hold
 SLOW_STREAM = {"interval": 0.05, "count": 400}
 
 
@@ -27,9 +32,16 @@ async def _abandon(impl_caller: CallerUnderTest, probe_worker: ProbeWorker, mode
     cancel: dict[str, object] = {"after_items": 2, "mode": mode}
     if hold_s:
         cancel["hold_s"] = hold_s  # the stream stays referenced: only the cancellation itself may stop it
-    answer = await impl_caller.call(probe_worker.endpoint("slow"), dict(SLOW_STREAM), cancel=cancel, deadline=15.0)
-    answered = time.monotonic()
-    let_go_by = answered - hold_s  # the adapter answered: the consumer had let go before this
+        cancel["release"] = uuid.uuid4().hex  # ... and the hold ends once the probe worker has seen that stop
+    call = asyncio.ensure_future(
+        impl_caller.call(probe_worker.endpoint("slow"), dict(SLOW_STREAM), cancel=cancel, deadline=15.0)
+    )
+    answered_at: list[float] = []
+    call.add_done_callback(lambda _: answered_at.append(time.monotonic()))
+    held_s = await _release_once_stopped(impl_caller, probe_worker, call, str(cancel["release"])) if hold_s else None
+    answer = await call
+    answered = answered_at[0]
+    let_go_by = answered - (hold_s if held_s is None else held_s)  # the adapter answered: the consumer let go before
     assert answer["outcome"] == "cancelled", answer
     assert [item["seq"] for item in answer["items"]] == [0, 1], answer
     (received,) = await probe_worker.wait_for_requests(1)
@@ -52,6 +64,24 @@ async def _abandon(impl_caller: CallerUnderTest, probe_worker: ProbeWorker, mode
     assert activity.caller_closed_at - let_go_by < CLOSE_WITHIN_S, (
         f"the call-home connection closed {activity.caller_closed_at - let_go_by:.1f}s after the consumer let go"
     )
+
+
+async def _release_once_stopped(
+    impl_caller: CallerUnderTest, probe_worker: ProbeWorker, call: asyncio.Future[Any], token: str
+) -> float | None:
+    """End the adapter's hold as soon as the probe worker saw a stop or kill: how long it had held.
+
+    None: the hold ran its full length (no stop came while it held, or the adapter cannot end it sooner)."""
+    (received,) = await probe_worker.wait_for_requests(1)
+    while not received.activity.controls and not call.done():
+        await asyncio.sleep(RELEASE_POLL_S)
+    if call.done():
+        return None
+    try:
+        released = await impl_caller.adapter.request("release", token=token)
+    except AdapterError:  # an adapter without the op: the hold runs out
+        return None
+    return float(released["held_s"]) if released.get("released") else None
 
 
 @pytest.mark.req("RS-CALLER-DROP")

@@ -169,37 +169,48 @@ async def test_unknown_endpoints_and_foreign_paths_get_404(impl_worker: WorkerUn
     record = impl_worker.record("echo")
     root = _path(record).rsplit("/", 1)[0]
     connection = await Http1Wire.open(record.transport_address)
+    watches: dict[str, asyncio.Future[bool]] = {}
     try:
-        lost = {}
         for path in (f"{root}/no-such-endpoint", "/elsewhere/echo"):
-            lost[path] = probe = wire_client.prepare(record, {"lost": path})
+            probe = wire_client.prepare(record, {"lost": path})
             answer = await connection.request("POST", path, probe.payload, _headers(probe))
+            watches[path] = asyncio.ensure_future(_never_calls_home(probe))  # each window from its 404 on
             assert answer.status == 404, f"POST {path}: {answer.status} {answer.body[:200]!r}"
         probe = wire_client.prepare(record, {"after": "404"})
         answer = await connection.request("POST", _path(record), probe.payload, _headers(probe))
         assert answer.status == 202, f"the connection is unusable after a 404: {answer.status}"
         assert (await _events(probe))[-3:] == COMPLETE_TAIL
-        # Both windows at once: neither 404 may have run its request.
-        never = await asyncio.gather(*(_never_calls_home(doomed) for doomed in lost.values()))
-        assert all(never), f"run although answered 404: {[p for p, n in zip(lost, never, strict=True) if not n]}"
+        # Neither 404 may have run its request.
+        never = await asyncio.gather(*watches.values())
+        assert all(never), f"run although answered 404: {[p for p, n in zip(watches, never, strict=True) if not n]}"
     finally:
         connection.close()
+        for watch in watches.values():
+            watch.cancel()
 
 
 @pytest.mark.req("HTTP-METHOD")
 @pytest.mark.robustness
-@pytest.mark.parametrize("method", ["GET", "PUT"])
-async def test_methods_other_than_post_get_405(impl_worker: WorkerUnderTest, wire_client: WireClient, method: str):
+async def test_methods_other_than_post_get_405(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    """GET and PUT, each on its own connection; both are watched for a call-home over one window."""
     record = impl_worker.record("echo")
-    probe = wire_client.prepare(record, {"method": method})
-    connection = await Http1Wire.open(record.transport_address)
+    watches: dict[str, asyncio.Future[bool]] = {}
     try:
-        answer = await connection.request(method, _path(record), probe.payload, _headers(probe))
+        for method in ("GET", "PUT"):
+            probe = wire_client.prepare(record, {"method": method})
+            connection = await Http1Wire.open(record.transport_address)
+            try:
+                answer = await connection.request(method, _path(record), probe.payload, _headers(probe))
+            finally:
+                connection.close()
+            watches[method] = asyncio.ensure_future(_never_calls_home(probe))
+            assert answer.status == 405, f"{method}: {answer.status} {answer.body[:200]!r}"
+            assert "POST" in (answer.header("allow") or ""), answer.headers
+        never = dict(zip(watches, await asyncio.gather(*watches.values()), strict=True))
     finally:
-        connection.close()
-    assert answer.status == 405, f"{method}: {answer.status} {answer.body[:200]!r}"
-    assert "POST" in (answer.header("allow") or ""), answer.headers
-    assert await _never_calls_home(probe), f"{method} ran the endpoint"
+        for watch in watches.values():
+            watch.cancel()
+    assert all(never.values()), f"ran the endpoint although answered 405: {[m for m, n in never.items() if not n]}"
 
 
 BODY_VARIANTS = ("h1-content-length", "h1-chunked", "h2-content-length", "h2-no-content-length")
@@ -239,21 +250,27 @@ async def _post_variant(variant: str, record: InstanceRecord, probe: ProbeReques
 
 @pytest.mark.req("HTTP-BODY-LIMIT")
 @pytest.mark.robustness
-@pytest.mark.parametrize("variant", BODY_VARIANTS)
-async def test_two_mib_is_accepted_and_one_byte_more_is_413(
-    impl_worker: WorkerUnderTest, wire_client: WireClient, variant: str
-):
-    """Every way of sending a body: HTTP/1.1 with content-length or chunked, h2c with or without it."""
-    record = impl_worker.record("sink")
-    at_limit, blob = _sized(wire_client, record, BODY_LIMIT)
-    status = await _post_variant(variant, record, at_limit)
-    assert status == 202, f"{variant}, {BODY_LIMIT} bytes: {status}"
-    assert [v.get("size") for v in await _values(at_limit)] == [blob], "the request at the limit was not served"
+async def test_two_mib_is_accepted_and_one_byte_more_is_413(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    """Every way of sending a body: HTTP/1.1 with content-length or chunked, h2c with or without it.
 
-    over, _ = _sized(wire_client, record, BODY_LIMIT + 1)
-    status = await _post_variant(variant, record, over)
-    assert status == 413, f"{variant}, {BODY_LIMIT + 1} bytes: {status}"
-    assert await _never_calls_home(over), f"{variant}: the oversized request was run"
+    Each oversized request is watched for a call-home from its 413 on, the four windows overlapping."""
+    record = impl_worker.record("sink")
+    watches: dict[str, asyncio.Future[bool]] = {}
+    try:
+        for variant in BODY_VARIANTS:
+            at_limit, blob = _sized(wire_client, record, BODY_LIMIT)
+            status = await _post_variant(variant, record, at_limit)
+            assert status == 202, f"{variant}, {BODY_LIMIT} bytes: {status}"
+            assert [v.get("size") for v in await _values(at_limit)] == [blob], f"{variant}: at the limit, not served"
+            over, _ = _sized(wire_client, record, BODY_LIMIT + 1)
+            status = await _post_variant(variant, record, over)
+            watches[variant] = asyncio.ensure_future(_never_calls_home(over))
+            assert status == 413, f"{variant}, {BODY_LIMIT + 1} bytes: {status}"
+        never = dict(zip(watches, await asyncio.gather(*watches.values()), strict=True))
+    finally:
+        for watch in watches.values():
+            watch.cancel()
+    assert all(never.values()), f"the oversized request was run: {[v for v, n in never.items() if not n]}"
     assert (await wire_client.call(impl_worker.record("echo"), {"after": 413})).values() == [{"after": 413}]
 
 
@@ -353,10 +370,11 @@ async def test_a_reset_stream_leaves_the_others_intact(impl_worker: WorkerUnderT
         kept_stream = wire.open_stream("POST", _path(record), _headers(kept))
         await wire.send_body(kept_stream, kept.payload[:10], end_stream=False)
         wire.reset(doomed_stream)
+        doomed_watch = asyncio.ensure_future(_never_calls_home(doomed))  # the window starts at the reset
         await wire.send_body(kept_stream, kept.payload[10:])
         assert (await wire.answer(kept_stream, WAIT)).status == 202
         assert (await _events(kept))[-3:] == COMPLETE_TAIL
-        assert await _never_calls_home(doomed), "the reset request was run"
+        assert await doomed_watch, "the reset request was run"
         later = wire_client.prepare(record, {"later": True})
         later_stream = await wire.post(_path(record), later.payload, _headers(later))
         assert (await wire.answer(later_stream, WAIT)).status == 202, "the connection stopped serving after a reset"

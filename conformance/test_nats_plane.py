@@ -28,6 +28,8 @@ from fixtures.timeouts import TimeoutInForce
 pytestmark = pytest.mark.planes("nats")
 
 NatsServerFactory = Callable[..., NatsServer]
+# After a server restart, how often a test tries its call again until the implementation has reconnected.
+RETRY_POLL_S = 0.1
 
 
 async def _fresh_server(factory: NatsServerFactory, **options: Any) -> NatsServer:
@@ -126,7 +128,7 @@ async def test_worker_serves_again_after_a_server_restart(
                 last = result.ack
             except Exception as exc:  # retried until the deadline; the last one is reported
                 last = exc
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(RETRY_POLL_S)
         pytest.fail(f"the worker did not serve again within 20 s of the restart: {last!r}")
     finally:
         await client.close()
@@ -266,7 +268,7 @@ async def test_caller_reconnects_after_a_server_restart(
             after = await caller.call(worker.endpoint("stream"), {"count": 3}, deadline=5.0)
             if after["outcome"] == "complete":
                 break
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(RETRY_POLL_S)
         assert after.get("outcome") == "complete", f"no successful call within 25 s of the restart: {after}"
         assert [i["seq"] for i in after["items"]] == [0, 1, 2]
     finally:
@@ -279,7 +281,7 @@ async def test_many_concurrent_callers_get_exactly_their_items(
     impl_caller_factory: Callable[..., Awaitable[CallerUnderTest]],
     make_probe_worker: Callable[..., ProbeWorker],
 ):
-    callers = [impl_caller, await impl_caller_factory(), await impl_caller_factory()]
+    callers = [impl_caller, *await asyncio.gather(impl_caller_factory(), impl_caller_factory())]
     workers = [make_probe_worker(caller.discovery) for caller in callers]
     for worker in workers:
         await worker.start()

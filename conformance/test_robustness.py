@@ -198,31 +198,47 @@ async def _intrude(address: str, subject: str, codec: PayloadCodec) -> list[asyn
     return writers
 
 
+# ROB-CALLHOME-INTRUDERS: the intruders come once the real stream is running (this many items sent, seen on the
+# suite's own loop, where the probe worker runs), and it goes on after them for the rest of its 0.5 s.
+REAL_COUNT = 25
+REAL_STREAM = {"interval": 0.02, "count": REAL_COUNT}
+REAL_ITEMS_BEFORE_INTRUDERS = 2
+REAL_STREAM_POLL_S = 0.005
+
+
 @pytest.mark.req("ROB-CALLHOME-INTRUDERS")
 async def test_stray_call_home_connections_do_not_touch_the_real_stream(
     impl_caller: CallerUnderTest, probe_worker: ProbeWorker
 ):
-    call = asyncio.ensure_future(
-        impl_caller.call(probe_worker.endpoint("slow"), {"interval": 0.02, "count": 60}, deadline=30.0)
-    )
+    call = asyncio.ensure_future(impl_caller.call(probe_worker.endpoint("slow"), dict(REAL_STREAM), deadline=30.0))
     (received,) = await probe_worker.wait_for_requests(1)
     assert received.envelope is not None
     info = received.envelope.callhome()
-    await asyncio.sleep(0.2)  # the real stream is running
+    deadline = time.monotonic() + 10.0
+    while received.items_sent < REAL_ITEMS_BEFORE_INTRUDERS and time.monotonic() < deadline:
+        await asyncio.sleep(REAL_STREAM_POLL_S)
+    assert received.items_sent >= REAL_ITEMS_BEFORE_INTRUDERS, "the real stream did not start"
     writers = await _intrude(info.address, info.subject, received.envelope.control.codec)
+    assert received.items_sent < REAL_COUNT, "the real stream ended before the intruders came: nothing was judged"
     try:
         answer = await call
     finally:
         for writer in writers:
             writer.close()
     assert answer["outcome"] == "complete", answer
-    assert [item["seq"] for item in answer["items"]] == list(range(60)), "items injected, lost or reordered"
+    assert [item["seq"] for item in answer["items"]] == list(range(REAL_COUNT)), "items injected, lost or reordered"
 
 
 # ROB-WORKER-DIES waits for the victim to have streamed (its handler's own count) instead of fixed sleeps: this many
-# more items before the neighbour starts and again before the kill, so the caller is mid-stream on both.
-VICTIM_ITEMS_BEFORE_EACH_STEP = 5
+# items before the neighbour starts, so the caller is mid-stream on the victim (1000 items, 20 s) at the kill.
+VICTIM_ITEMS_BEFORE_NEIGHBOUR = 5
 VICTIM_STREAM_WITHIN_S = 10.0
+# The neighbour, a live worker's stream: the kill comes once it has sent this many items (the probe worker runs on
+# the suite's own loop, so it is a few items at most by then), and it goes on after the kill for the rest, 0.25 s.
+NEIGHBOUR_COUNT = 50
+NEIGHBOUR_STREAM = {"interval": 0.005, "count": NEIGHBOUR_COUNT}
+NEIGHBOUR_ITEMS_BEFORE_KILL = 2
+NEIGHBOUR_POLL_S = 0.005
 
 
 async def _victim_streamed(victim: AdapterProcess, at_least: int) -> int:
@@ -270,13 +286,18 @@ async def test_a_worker_process_dying_mid_stream_is_an_error(
                 f"robust.{component}.slow", {"interval": 0.02, "count": 1000, "tag": "victim"}, deadline=30.0
             )
         )
-        sent = await _victim_streamed(victim, VICTIM_ITEMS_BEFORE_EACH_STEP)
+        await _victim_streamed(victim, VICTIM_ITEMS_BEFORE_NEIGHBOUR)
         # The victim streams; now a second stream, from a live worker, in flight when the victim dies.
         neighbour = asyncio.ensure_future(
-            impl_caller.call(probe_worker.endpoint("slow"), {"interval": 0.005, "count": 400}, deadline=30.0)
+            impl_caller.call(probe_worker.endpoint("slow"), dict(NEIGHBOUR_STREAM), deadline=30.0)
         )
-        await probe_worker.wait_for_requests(1)
-        await _victim_streamed(victim, sent + VICTIM_ITEMS_BEFORE_EACH_STEP)
+        (received,) = await probe_worker.wait_for_requests(1)
+        deadline = time.monotonic() + VICTIM_STREAM_WITHIN_S
+        while received.items_sent < NEIGHBOUR_ITEMS_BEFORE_KILL and time.monotonic() < deadline:
+            await asyncio.sleep(NEIGHBOUR_POLL_S)
+        assert NEIGHBOUR_ITEMS_BEFORE_KILL <= received.items_sent < NEIGHBOUR_COUNT, (
+            f"the neighbour was not mid-stream at the kill: {received.items_sent} items sent"
+        )
         assert victim.pid is not None
         os.kill(victim.pid, signal.SIGKILL)
         answer = await call
@@ -284,7 +305,7 @@ async def test_a_worker_process_dying_mid_stream_is_an_error(
     finally:
         await victim.stop()
     assert other["outcome"] == "complete", f"a stream from a live worker was disturbed: {other}"
-    assert [item["seq"] for item in other["items"]] == list(range(400)), "items of a live stream lost or reordered"
+    assert [item["seq"] for item in other["items"]] == list(range(NEIGHBOUR_COUNT)), "a live stream's items lost"
     seqs = [item["seq"] for item in answer["items"]]
     assert answer["outcome"] == "error", f"a stream cut by a dead worker was presented as complete: {answer}"
     assert answer["error"]["kind"] != "timeout", "the caller hung after the worker died"
