@@ -56,6 +56,13 @@ ZERO_WINDOW_RESET_BOUND_S = 6.0
 # is judged at its own deadline, against the same bounds.
 HTTP_HEADER_TIMEOUT_S = 1.0
 HTTP_SEND_TIMEOUT_S = 1.0
+# Both scenarios share one worker handed both deadlines (shared_worker_with_settings): neither deadline can end the
+# other's attack (a slowloris connection has no answer to park, a parked answer's request head is whole), and
+# neither leaves anything behind that the other's verdict could rest on (their connections are closed).
+DEADLINES_ENV = {
+    DEADLINE_ENV["http_header"]: str(HTTP_HEADER_TIMEOUT_S),
+    DEADLINE_ENV["http_send"]: str(HTTP_SEND_TIMEOUT_S),
+}
 # Rapid reset and control floods: the worker must end the attacking connection while the attack goes on (for
 # control frames, stopping reading a peer that does not read its acks is an answer too: hyper's).
 FLOOD_SECONDS = 3.0
@@ -101,7 +108,12 @@ class Attacked:
 
 @pytest_asyncio.fixture
 async def fresh_worker(impl_worker_factory: StartWorker) -> AsyncIterator[WorkerUnderTest]:
-    """A worker of its own per attack: no scenario inherits another's aftermath, and each has its own baseline."""
+    """A worker of its own for an attack judged on memory: it inherits no other scenario's aftermath, and its
+    baseline is its own (memory a previous attack left free in a worker could hold the next one's growth unseen).
+
+    The attacks judged on what the worker did to the attacker alone (rapid reset, CONTINUATION flood, framing)
+    use the shared ``impl_worker``: a worker that does not pass retires it, and the descriptors they count are
+    counted from the attack's start."""
     yield await impl_worker_factory()
 
 
@@ -158,8 +170,8 @@ async def test_h2_bodies_that_never_end_do_not_exhaust_memory(fresh_worker: Work
 
 
 @pytest.mark.req("ROB-DOS-H2-RAPID-RESET")
-async def test_h2_rapid_reset_is_cut_short(fresh_worker: WorkerUnderTest, wire_client: WireClient):
-    result = await _attack(fresh_worker, wire_client, "h2-rapid-reset", {"duration": FLOOD_SECONDS})
+async def test_h2_rapid_reset_is_cut_short(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    result = await _attack(impl_worker, wire_client, "h2-rapid-reset", {"duration": FLOOD_SECONDS})
     outcome = result.outcome
     assert outcome["closed_at"] and min(outcome["closed_at"]) < FLOOD_SECONDS, (
         f"the worker let a connection reset streams for {FLOOD_SECONDS}s: {result.describe()}"
@@ -186,8 +198,8 @@ async def test_h2_ping_and_settings_floods_are_cut_short(fresh_worker: WorkerUnd
 
 
 @pytest.mark.req("ROB-DOS-H2-CONTINUATION")
-async def test_h2_a_header_block_that_never_ends_is_cut_off(fresh_worker: WorkerUnderTest, wire_client: WireClient):
-    result = await _attack(fresh_worker, wire_client, "h2-continuation-flood", dict(CONTINUATION_OPTIONS))
+async def test_h2_a_header_block_that_never_ends_is_cut_off(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    result = await _attack(impl_worker, wire_client, "h2-continuation-flood", dict(CONTINUATION_OPTIONS))
     outcome = result.outcome
     taken = outcome["taken_bytes"]
     assert outcome["closed_at"] and taken <= CONTINUATION_BLOCK_BOUND, (
@@ -201,9 +213,9 @@ async def test_h2_a_header_block_that_never_ends_is_cut_off(fresh_worker: Worker
 
 @pytest.mark.req("ROB-DOS-H2-ZERO-WINDOW")
 async def test_h2_answers_parked_behind_a_zero_window_are_given_up(
-    impl_worker_factory: StartWorker, wire_client: WireClient
+    shared_worker_with_settings: StartWorker, wire_client: WireClient
 ):
-    worker = await impl_worker_factory(env={DEADLINE_ENV["http_send"]: str(HTTP_SEND_TIMEOUT_S)})
+    worker = await shared_worker_with_settings(env=DEADLINES_ENV)
     options = {"connections": 10, "streams": 100, "duration": ZERO_WINDOW_RESET_BOUND_S}
     result = await _attack(worker, wire_client, "h2-zero-window", options)
     outcome = result.outcome
@@ -219,8 +231,8 @@ async def test_h2_answers_parked_behind_a_zero_window_are_given_up(
 
 
 @pytest.mark.req("ROB-DOS-H1-SLOWLORIS")
-async def test_h1_slowloris_connections_are_closed(impl_worker_factory: StartWorker, wire_client: WireClient):
-    worker = await impl_worker_factory(env={DEADLINE_ENV["http_header"]: str(HTTP_HEADER_TIMEOUT_S)})
+async def test_h1_slowloris_connections_are_closed(shared_worker_with_settings: StartWorker, wire_client: WireClient):
+    worker = await shared_worker_with_settings(env=DEADLINES_ENV)
     options = {"connections": 300, "interval": 0.5, "duration": SLOWLORIS_CLOSE_BOUND_S}
     result = await _attack(worker, wire_client, "h1-slowloris", options)
     outcome = result.outcome
