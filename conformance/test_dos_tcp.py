@@ -18,12 +18,13 @@ an implementation without such a setting fails those requirements (SHOULD).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+import pytest_asyncio
 
 from fixtures.adapters.protocol import DEADLINE_ENV
-from fixtures.dos import attacks, bombs
+from fixtures.dos import attacks, bombs, fresh_workers
 from fixtures.dos.budget import (
     MIB,
     LegitLatencies,
@@ -35,7 +36,7 @@ from fixtures.dos.budget import (
 )
 from fixtures.judge.codecs import PayloadCodec
 from fixtures.probes.wire_client import RawRequestConnection, WireClient
-from fixtures.roles import WorkerUnderTest
+from fixtures.roles import AdapterLauncher, WorkerUnderTest
 
 pytestmark = [pytest.mark.robustness, pytest.mark.timeout(60)]
 
@@ -120,6 +121,22 @@ STALLED_ITEMS = 40_000  # 1000-byte items per stalled stream: 40 MB, far more th
 STALLED_READ_S = 3.0
 
 
+@pytest_asyncio.fixture(scope="module")
+async def default_workers(adapters: AdapterLauncher, plane: str) -> AsyncIterator[fresh_workers.FreshWorkers]:
+    async for pool in fresh_workers.module_pool(adapters, plane):
+        yield pool
+
+
+@pytest_asyncio.fixture
+async def fresh_worker(
+    request: pytest.FixtureRequest, default_workers: fresh_workers.FreshWorkers
+) -> AsyncIterator[WorkerUnderTest]:
+    """A worker with default settings no other scenario touched, for the scenarios judged on its memory (their
+    workers are started two at a time: ``fixtures.dos.fresh_workers``)."""
+    async for worker in fresh_workers.taken(request, default_workers, "fresh_worker"):
+        yield worker
+
+
 def _probe_calls(wire_client: WireClient, worker: WorkerUnderTest) -> Callable[[], Awaitable[None]]:
     return echo_call(wire_client, worker.record("echo"), timeout=5.0)
 
@@ -144,10 +161,8 @@ async def _fds_back(pid: int, baseline: int) -> None:
 
 @pytest.mark.req("ROB-DOS-TCP-PARTIAL-FRAME")
 @pytest.mark.planes("tcp")
-async def test_partial_frames_do_not_take_the_workers_memory(
-    impl_worker_factory: WorkerFactory, wire_client: WireClient
-):
-    worker = await impl_worker_factory()
+async def test_partial_frames_do_not_take_the_workers_memory(fresh_worker: WorkerUnderTest, wire_client: WireClient):
+    worker = fresh_worker
     pid = worker.adapter.pid
     assert pid is not None
     record = worker.record("echo")
@@ -277,9 +292,9 @@ async def test_idle_request_connections_are_closed(impl_worker_factory: WorkerFa
 @pytest.mark.req("ROB-DOS-DECODE-AMPLIFY")
 @pytest.mark.planes("tcp")
 async def test_a_decode_bomb_does_not_take_the_workers_memory(
-    impl_worker_factory: WorkerFactory, wire_client: WireClient, request_size_limit: int
+    fresh_worker: WorkerUnderTest, wire_client: WireClient, request_size_limit: int
 ):
-    worker = await impl_worker_factory()
+    worker = fresh_worker
     pid = worker.adapter.pid
     assert pid is not None
     record = worker.record("echo")
@@ -306,11 +321,11 @@ async def test_a_decode_bomb_does_not_take_the_workers_memory(
 @pytest.mark.planes("tcp")
 @pytest.mark.parametrize("shape", bombs.AMPLIFYING)
 async def test_decode_bombs_of_small_containers_do_not_take_the_workers_memory(
-    impl_worker_factory: WorkerFactory, wire_client: WireClient, shape: str
+    fresh_worker: WorkerUnderTest, wire_client: WireClient, shape: str
 ):
     """The one-byte-element bomb above is one shape of the class: containers amplify further (empty maps, maps of
     one short key), in msgpack and in JSON, which every worker accepts (CODEC-JSON)."""
-    worker = await impl_worker_factory()
+    worker = fresh_worker
     pid = worker.adapter.pid
     assert pid is not None
     record = worker.record("echo")
