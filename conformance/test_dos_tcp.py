@@ -79,7 +79,9 @@ DECODE_REQUESTS = 3
 # body: a few copies of 31 MiB at once; the reference peaks at ~60 MiB); a worker that decodes 31 MiB of nil
 # into a list holds about 290 MiB per request, and three at once here.
 DECODE_RSS_BOUND = 160 * MIB
-DECODE_HOLD_S = 1.5  # how long the callers stall after the last request, while memory is sampled
+# After the last request, memory is sampled until every call-home has sent its prologue (the body is decoded by
+# then and its cost held while the caller stalls; attacks.decode_bombs), at most this long.
+DECODE_HOLD_S = 1.5
 # The other amplifying shapes (fixtures.dos.bombs): sized so that a worker decoding one whole holds about 400 MiB
 # of Python objects (a 64-byte empty dict per byte of msgpack, a 184-byte one-key dict per 4 or 8 bytes, a dict
 # per 3 bytes of JSON), well over DECODE_RSS_BOUND with two requests held; a bounded worker holds their bytes.
