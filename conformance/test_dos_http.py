@@ -1,8 +1,9 @@
 """Denial of service on the HTTP request plane (HTTP/1.1 and h2c), against any worker.
 
-Each scenario runs one attack from its own process (``fixtures.dos.http_attacks``)
-at the worker's advertised URL while a legitimate caller makes small ``echo``
-calls, one after another, from the suite's own loop.  The verdict rests on
+Each scenario runs one attack from a process of its own (``fixtures.dos.http_attacks``,
+forked for it by the module's attacker process) at the worker's advertised URL
+while a legitimate caller makes small ``echo`` calls, one after another, from
+the suite's own loop.  The verdict rests on
 measurements: the worker's resident memory (its adapter's process tree,
 sampled from a thread), the legitimate calls' latencies and failures, what the
 worker did to the attacking connection (closed it, reset its streams, sent
@@ -24,11 +25,11 @@ import pytest
 import pytest_asyncio
 
 from fixtures.adapters.protocol import DEADLINE_ENV
-from fixtures.dos import http_attacks
+from fixtures.dos import fresh_workers, http_attacks
 from fixtures.dos.budget import LegitLatencies, PeakRss, echo_call, legit_during, settle, tree_open_fds
 from fixtures.probes.http_wire import Http1Wire
 from fixtures.probes.wire_client import WireClient
-from fixtures.roles import WorkerUnderTest
+from fixtures.roles import AdapterLauncher, WorkerUnderTest
 
 StartWorker = Callable[..., Awaitable[WorkerUnderTest]]
 
@@ -56,6 +57,13 @@ ZERO_WINDOW_RESET_BOUND_S = 6.0
 # is judged at its own deadline, against the same bounds.
 HTTP_HEADER_TIMEOUT_S = 1.0
 HTTP_SEND_TIMEOUT_S = 1.0
+# Both scenarios share one worker handed both deadlines (shared_worker_with_settings): neither deadline can end the
+# other's attack (a slowloris connection has no answer to park, a parked answer's request head is whole), and
+# neither leaves anything behind that the other's verdict could rest on (their connections are closed).
+DEADLINES_ENV = {
+    DEADLINE_ENV["http_header"]: str(HTTP_HEADER_TIMEOUT_S),
+    DEADLINE_ENV["http_send"]: str(HTTP_SEND_TIMEOUT_S),
+}
 # Rapid reset and control floods: the worker must end the attacking connection while the attack goes on (for
 # control frames, stopping reading a peer that does not read its acks is an answer too: hyper's).
 FLOOD_SECONDS = 3.0
@@ -99,22 +107,54 @@ class Attacked:
         assert self.fds_after <= self.fds_before + FD_SLACK, f"descriptors left behind: {self.describe()}"
 
 
+@pytest_asyncio.fixture(scope="module")
+async def default_workers(adapters: AdapterLauncher, plane: str) -> AsyncIterator[fresh_workers.FreshWorkers]:
+    async for pool in fresh_workers.module_pool(adapters, plane):
+        yield pool
+
+
 @pytest_asyncio.fixture
-async def fresh_worker(impl_worker_factory: StartWorker) -> AsyncIterator[WorkerUnderTest]:
-    """A worker of its own per attack: no scenario inherits another's aftermath, and each has its own baseline."""
-    yield await impl_worker_factory()
+async def fresh_worker(
+    request: pytest.FixtureRequest, default_workers: fresh_workers.FreshWorkers
+) -> AsyncIterator[WorkerUnderTest]:
+    """A worker of its own for an attack judged on memory: it inherits no other scenario's aftermath, and its
+    baseline is its own (memory a previous attack left free in a worker could hold the next one's growth unseen).
+    Such workers are started two at a time (``fixtures.dos.fresh_workers``).
+
+    The attacks judged on what the worker did to the attacker alone (rapid reset, CONTINUATION flood, framing)
+    use the shared ``impl_worker``: a worker that does not pass retires it, and the descriptors they count are
+    counted from the attack's start."""
+    async for worker in fresh_workers.taken(request, default_workers, "fresh_worker"):
+        yield worker
 
 
-async def _run_attack(name: str, url: str, options: dict[str, Any], budget_s: float) -> dict[str, Any]:
-    """One attack in its own process (``http_attacks.run_in_process``, bounded); its outcome as the checks read it."""
+@pytest_asyncio.fixture(scope="module")
+async def attacker() -> AsyncIterator[http_attacks.Attacker]:
+    """One attacker process for the module, forking a child per attack (``http_attacks.Attacker``): each attack
+    runs in a process of its own without starting an interpreter and importing hyper-h2 for it."""
+    process = http_attacks.Attacker()
+    yield process
+    await process.close()
+
+
+async def _run_attack(
+    attacker: http_attacks.Attacker, name: str, url: str, options: dict[str, Any], budget_s: float
+) -> dict[str, Any]:
+    """One attack in a process of its own (bounded); its outcome as the checks read it."""
     try:
-        return asdict(await http_attacks.run_in_process(name, url, options, budget_s))
+        return asdict(await attacker.run(name, url, options, budget_s))
     except RuntimeError as exc:  # the attacker failed or overran: the scenario was not run as stated
         raise AssertionError(str(exc)) from None
 
 
 async def _attack(
-    worker: WorkerUnderTest, wire_client: WireClient, name: str, options: dict[str, Any], *, url: str | None = None
+    worker: WorkerUnderTest,
+    wire_client: WireClient,
+    attacker: http_attacks.Attacker,
+    name: str,
+    options: dict[str, Any],
+    *,
+    url: str | None = None,
 ) -> Attacked:
     record = worker.record("echo")
     pid = worker.adapter.pid
@@ -124,7 +164,7 @@ async def _attack(
     except Exception as exc:
         raise AssertionError(f"the worker did not serve a plain call before the attack: {exc!r}") from exc
     fds_before = tree_open_fds(pid)
-    attack = _run_attack(name, url or record.transport_address, options, float(options.get("duration", 5.0)))
+    attack = _run_attack(attacker, name, url or record.transport_address, options, float(options.get("duration", 5.0)))
     with PeakRss(pid) as rss:
         outcome, legit = await legit_during(
             attack, echo_call(wire_client, record, LEGIT_CALL_TIMEOUT_S), call_timeout=LEGIT_CALL_TIMEOUT_S
@@ -139,10 +179,12 @@ async def _attack(
 
 
 @pytest.mark.req("ROB-DOS-H2-BODY-BUDGET")
-async def test_h2_bodies_that_never_end_do_not_exhaust_memory(fresh_worker: WorkerUnderTest, wire_client: WireClient):
+async def test_h2_bodies_that_never_end_do_not_exhaust_memory(
+    fresh_worker: WorkerUnderTest, wire_client: WireClient, attacker: http_attacks.Attacker
+):
     # 4 connections x 250 streams x 1.9 MB offered (1.9 GB), for 4 s: an unbounded worker buffers what it can read.
     options = {"connections": 4, "streams": 250, "body_bytes": 1_900_000, "duration": 4.0}
-    result = await _attack(fresh_worker, wire_client, "h2-open-bodies", options)
+    result = await _attack(fresh_worker, wire_client, attacker, "h2-open-bodies", options)
     outcome = result.outcome
     # No pass without the attack delivered: either the worker held every connection back (no window, or closed),
     # or more than the bound went in; an attacker too slow to do either (a loaded machine) judges nothing.
@@ -158,8 +200,10 @@ async def test_h2_bodies_that_never_end_do_not_exhaust_memory(fresh_worker: Work
 
 
 @pytest.mark.req("ROB-DOS-H2-RAPID-RESET")
-async def test_h2_rapid_reset_is_cut_short(fresh_worker: WorkerUnderTest, wire_client: WireClient):
-    result = await _attack(fresh_worker, wire_client, "h2-rapid-reset", {"duration": FLOOD_SECONDS})
+async def test_h2_rapid_reset_is_cut_short(
+    impl_worker: WorkerUnderTest, wire_client: WireClient, attacker: http_attacks.Attacker
+):
+    result = await _attack(impl_worker, wire_client, attacker, "h2-rapid-reset", {"duration": FLOOD_SECONDS})
     outcome = result.outcome
     assert outcome["closed_at"] and min(outcome["closed_at"]) < FLOOD_SECONDS, (
         f"the worker let a connection reset streams for {FLOOD_SECONDS}s: {result.describe()}"
@@ -169,9 +213,11 @@ async def test_h2_rapid_reset_is_cut_short(fresh_worker: WorkerUnderTest, wire_c
 
 
 @pytest.mark.req("ROB-DOS-H2-CONTROL-FLOOD")
-async def test_h2_ping_and_settings_floods_are_cut_short(fresh_worker: WorkerUnderTest, wire_client: WireClient):
+async def test_h2_ping_and_settings_floods_are_cut_short(
+    fresh_worker: WorkerUnderTest, wire_client: WireClient, attacker: http_attacks.Attacker
+):
     options = {"connections": 2, "duration": FLOOD_SECONDS}
-    result = await _attack(fresh_worker, wire_client, "h2-control-flood", options)
+    result = await _attack(fresh_worker, wire_client, attacker, "h2-control-flood", options)
     outcome = result.outcome
     stalled = outcome["last_accepted_at"] <= FLOOD_SECONDS - FLOOD_STALLED_S
     assert len(outcome["closed_at"]) == options["connections"] or stalled, (
@@ -186,8 +232,10 @@ async def test_h2_ping_and_settings_floods_are_cut_short(fresh_worker: WorkerUnd
 
 
 @pytest.mark.req("ROB-DOS-H2-CONTINUATION")
-async def test_h2_a_header_block_that_never_ends_is_cut_off(fresh_worker: WorkerUnderTest, wire_client: WireClient):
-    result = await _attack(fresh_worker, wire_client, "h2-continuation-flood", dict(CONTINUATION_OPTIONS))
+async def test_h2_a_header_block_that_never_ends_is_cut_off(
+    impl_worker: WorkerUnderTest, wire_client: WireClient, attacker: http_attacks.Attacker
+):
+    result = await _attack(impl_worker, wire_client, attacker, "h2-continuation-flood", dict(CONTINUATION_OPTIONS))
     outcome = result.outcome
     taken = outcome["taken_bytes"]
     assert outcome["closed_at"] and taken <= CONTINUATION_BLOCK_BOUND, (
@@ -201,11 +249,11 @@ async def test_h2_a_header_block_that_never_ends_is_cut_off(fresh_worker: Worker
 
 @pytest.mark.req("ROB-DOS-H2-ZERO-WINDOW")
 async def test_h2_answers_parked_behind_a_zero_window_are_given_up(
-    impl_worker_factory: StartWorker, wire_client: WireClient
+    shared_worker_with_settings: StartWorker, wire_client: WireClient, attacker: http_attacks.Attacker
 ):
-    worker = await impl_worker_factory(env={DEADLINE_ENV["http_send"]: str(HTTP_SEND_TIMEOUT_S)})
+    worker = await shared_worker_with_settings(env=DEADLINES_ENV)
     options = {"connections": 10, "streams": 100, "duration": ZERO_WINDOW_RESET_BOUND_S}
-    result = await _attack(worker, wire_client, "h2-zero-window", options)
+    result = await _attack(worker, wire_client, attacker, "h2-zero-window", options)
     outcome = result.outcome
     given_up = outcome["resets_received"] + 100 * len(outcome["closed_at"])  # a closed connection ends its streams
     assert given_up >= outcome["streams_opened"] > 0, (
@@ -219,10 +267,12 @@ async def test_h2_answers_parked_behind_a_zero_window_are_given_up(
 
 
 @pytest.mark.req("ROB-DOS-H1-SLOWLORIS")
-async def test_h1_slowloris_connections_are_closed(impl_worker_factory: StartWorker, wire_client: WireClient):
-    worker = await impl_worker_factory(env={DEADLINE_ENV["http_header"]: str(HTTP_HEADER_TIMEOUT_S)})
+async def test_h1_slowloris_connections_are_closed(
+    shared_worker_with_settings: StartWorker, wire_client: WireClient, attacker: http_attacks.Attacker
+):
+    worker = await shared_worker_with_settings(env=DEADLINES_ENV)
     options = {"connections": 300, "interval": 0.5, "duration": SLOWLORIS_CLOSE_BOUND_S}
-    result = await _attack(worker, wire_client, "h1-slowloris", options)
+    result = await _attack(worker, wire_client, attacker, "h1-slowloris", options)
     outcome = result.outcome
     assert outcome["connections"] == options["connections"], f"could not open every connection: {result.describe()}"
     assert len(outcome["closed_at"]) == outcome["connections"], (
@@ -234,10 +284,10 @@ async def test_h1_slowloris_connections_are_closed(impl_worker_factory: StartWor
 
 @pytest.mark.req("ROB-DOS-H1-CHUNKS")
 async def test_h1_a_body_of_tiny_chunks_costs_no_more_than_its_bytes(
-    fresh_worker: WorkerUnderTest, wire_client: WireClient
+    fresh_worker: WorkerUnderTest, wire_client: WireClient, attacker: http_attacks.Attacker
 ):
     options = {"chunks": 1_900_000, "wait": CHUNKS_ANSWER_BOUND_S, "duration": CHUNKS_ANSWER_BOUND_S}
-    result = await _attack(fresh_worker, wire_client, "h1-tiny-chunks", options)
+    result = await _attack(fresh_worker, wire_client, attacker, "h1-tiny-chunks", options)
     assert result.rss.growth <= CHUNKS_RSS_GROWTH_BOUND, (
         f"worker memory over +{CHUNKS_RSS_GROWTH_BOUND // MIB} MiB for one 1.9 MB body: {result.describe()}"
     )
@@ -266,7 +316,7 @@ async def _answers_until_close(connection: Http1Wire, timeout: float) -> tuple[l
 
 @pytest.mark.req("ROB-DOS-H1-CL-TE")
 async def test_h1_content_length_with_transfer_encoding_ends_the_connection(
-    impl_worker: WorkerUnderTest, wire_client: WireClient
+    impl_worker: WorkerUnderTest, wire_client: WireClient, attacker: http_attacks.Attacker
 ):
     record = impl_worker.record("echo")
     path = urlsplit(record.transport_address).path

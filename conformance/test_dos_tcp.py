@@ -18,12 +18,13 @@ an implementation without such a setting fails those requirements (SHOULD).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+import pytest_asyncio
 
 from fixtures.adapters.protocol import DEADLINE_ENV
-from fixtures.dos import attacks, bombs
+from fixtures.dos import attacks, bombs, fresh_workers
 from fixtures.dos.budget import (
     MIB,
     LegitLatencies,
@@ -35,7 +36,7 @@ from fixtures.dos.budget import (
 )
 from fixtures.judge.codecs import PayloadCodec
 from fixtures.probes.wire_client import RawRequestConnection, WireClient
-from fixtures.roles import WorkerUnderTest
+from fixtures.roles import AdapterLauncher, WorkerUnderTest
 
 pytestmark = [pytest.mark.robustness, pytest.mark.timeout(60)]
 
@@ -55,6 +56,10 @@ CLOSE_SLACK_S = 2.0
 FRAME_READ_TIMEOUT_S = 1.0
 IDLE_TIMEOUT_S = 1.0
 CALLHOME_WRITE_TIMEOUT_S = 1.0
+# The trickled frame and the pipeline share one worker with the frame read deadline (shared_worker_with_settings):
+# neither leaves anything that decides the other's verdict (a trickling connection is closed, by the worker or at
+# the end of its scenario; a pipeline's requests are all answered), and the deadline is per connection.
+FRAME_DEADLINE_ENV = {DEADLINE_ENV["tcp_frame_read"]: str(FRAME_READ_TIMEOUT_S)}
 
 # Partial frames: each attacker announces a maximal TCP frame (DYN_TCP_MAX_MESSAGE_SIZE, 32 MiB) and sends
 # 24 MiB of it, then idles. Twelve of them put 288 MiB in the worker's buffers if it holds them all; a
@@ -74,7 +79,9 @@ DECODE_REQUESTS = 3
 # body: a few copies of 31 MiB at once; the reference peaks at ~60 MiB); a worker that decodes 31 MiB of nil
 # into a list holds about 290 MiB per request, and three at once here.
 DECODE_RSS_BOUND = 160 * MIB
-DECODE_HOLD_S = 1.5  # how long the callers stall after the last request, while memory is sampled
+# After the last request, memory is sampled until every call-home has sent its prologue (the body is decoded by
+# then and its cost held while the caller stalls; attacks.decode_bombs), at most this long.
+DECODE_HOLD_S = 1.5
 # The other amplifying shapes (fixtures.dos.bombs): sized so that a worker decoding one whole holds about 400 MiB
 # of Python objects (a 64-byte empty dict per byte of msgpack, a 184-byte one-key dict per 4 or 8 bytes, a dict
 # per 3 bytes of JSON), well over DECODE_RSS_BOUND with two requests held; a bounded worker holds their bytes.
@@ -86,7 +93,9 @@ AMPLIFY_SIZES = {
 }
 AMPLIFY_REQUESTS = 2
 # Deep and declared bodies are a few hundred KiB at most: what they threaten is the worker's life (a stack
-# overflow, an allocation of gigabytes), so each is followed by a legitimate call that must be answered.
+# overflow, an allocation of gigabytes), so each is followed by a legitimate call that must be answered. They
+# need no worker of their own (the shared ``impl_worker``): nothing a passing test leaves in a worker can keep it
+# alive through a bomb that kills it, nor hide gigabytes, and one that does not pass retires the worker it used.
 BOMB_CALL_TIMEOUT_S = 5.0
 
 # Admission: a pool of 8 running slots and a queue of 32 (Dynamo's own settings); one connection pipelines
@@ -94,17 +103,40 @@ BOMB_CALL_TIMEOUT_S = 5.0
 POOL, QUEUE = 8, 32
 HOG_REQUESTS = 60
 HOG_STREAM = {"interval": 0.25, "count": 40}  # 10 s per request: longer than the scenario
-FAIR_PROBE_S = 2.0
+# How long legitimate calls are made while the hog's requests hold what they were admitted to: those run 10 s,
+# so every call in the window meets the same admission state; the window is for a few calls' latencies (at
+# least three are made however long they take).
+FAIR_PROBE_S = 1.0
 
 # One connection pipelines this many small requests, each write ending halfway through the next frame, one
-# write per interval: the connection is mid-frame for 3 s, three frame read deadlines, each frame 10 x within its own.
-PIPELINED_FRAMES = 30
+# write per interval: the connection is mid-frame for 2 s, twice the frame read deadline (a deadline run from the
+# first frame cuts it at 1 s, with a second to spare for a timer on a loaded machine), each frame 10 x within its own.
+PIPELINED_FRAMES = 20
 PIPELINE_INTERVAL_S = 0.1
 
 TRICKLERS = 20  # connections trickling a frame ...
 TRICKLE_INTERVAL_S = 0.1  # ... one byte per 100 ms: never idle, never done
 IDLERS = 50  # connections that send nothing
 STALLED_ITEMS = 40_000  # 1000-byte items per stalled stream: 40 MB, far more than the socket buffers hold
+# Reading a stalled stream again, once the worker ended it or the bound passed: what the kernel holds (a few MB)
+# comes at once; a stream the worker still feeds is read this long, and then counted as going on.
+STALLED_READ_S = 3.0
+
+
+@pytest_asyncio.fixture(scope="module")
+async def default_workers(adapters: AdapterLauncher, plane: str) -> AsyncIterator[fresh_workers.FreshWorkers]:
+    async for pool in fresh_workers.module_pool(adapters, plane):
+        yield pool
+
+
+@pytest_asyncio.fixture
+async def fresh_worker(
+    request: pytest.FixtureRequest, default_workers: fresh_workers.FreshWorkers
+) -> AsyncIterator[WorkerUnderTest]:
+    """A worker with default settings no other scenario touched, for the scenarios judged on its memory (their
+    workers are started two at a time: ``fixtures.dos.fresh_workers``)."""
+    async for worker in fresh_workers.taken(request, default_workers, "fresh_worker"):
+        yield worker
 
 
 def _probe_calls(wire_client: WireClient, worker: WorkerUnderTest) -> Callable[[], Awaitable[None]]:
@@ -131,10 +163,8 @@ async def _fds_back(pid: int, baseline: int) -> None:
 
 @pytest.mark.req("ROB-DOS-TCP-PARTIAL-FRAME")
 @pytest.mark.planes("tcp")
-async def test_partial_frames_do_not_take_the_workers_memory(
-    impl_worker_factory: WorkerFactory, wire_client: WireClient
-):
-    worker = await impl_worker_factory()
+async def test_partial_frames_do_not_take_the_workers_memory(fresh_worker: WorkerUnderTest, wire_client: WireClient):
+    worker = fresh_worker
     pid = worker.adapter.pid
     assert pid is not None
     record = worker.record("echo")
@@ -164,9 +194,9 @@ async def test_partial_frames_do_not_take_the_workers_memory(
 @pytest.mark.req("ROB-DOS-TCP-FRAME-DEADLINE")
 @pytest.mark.planes("tcp")
 async def test_a_frame_trickled_byte_by_byte_is_cut_at_its_deadline(
-    impl_worker_factory: WorkerFactory, wire_client: WireClient
+    shared_worker_with_settings: WorkerFactory, wire_client: WireClient
 ):
-    worker = await impl_worker_factory(env={DEADLINE_ENV["tcp_frame_read"]: str(FRAME_READ_TIMEOUT_S)})
+    worker = await shared_worker_with_settings(env=FRAME_DEADLINE_ENV)
     pid = worker.adapter.pid
     assert pid is not None
     record = worker.record("echo")
@@ -200,13 +230,13 @@ async def test_a_frame_trickled_byte_by_byte_is_cut_at_its_deadline(
 @pytest.mark.req("ROB-DOS-TCP-FRAME-DEADLINE-EACH")
 @pytest.mark.planes("tcp")
 async def test_a_pipeline_of_frames_each_within_its_deadline_is_not_cut(
-    impl_worker_factory: WorkerFactory, wire_client: WireClient
+    shared_worker_with_settings: WorkerFactory, wire_client: WireClient
 ):
     """A busy pooled connection is never idle between frames: its reads keep ending inside the next frame.
 
     A deadline that runs from the first frame of such a run, not from each frame's own first byte, cuts a
     healthy caller's connection as if it were trickling a single frame."""
-    worker = await impl_worker_factory(env={DEADLINE_ENV["tcp_frame_read"]: str(FRAME_READ_TIMEOUT_S)})
+    worker = await shared_worker_with_settings(env=FRAME_DEADLINE_ENV)
     record = worker.record("echo")
     requests = [{"pipelined": seq} for seq in range(PIPELINED_FRAMES)]
     probes = [wire_client.prepare(record, request) for request in requests]
@@ -264,9 +294,9 @@ async def test_idle_request_connections_are_closed(impl_worker_factory: WorkerFa
 @pytest.mark.req("ROB-DOS-DECODE-AMPLIFY")
 @pytest.mark.planes("tcp")
 async def test_a_decode_bomb_does_not_take_the_workers_memory(
-    impl_worker_factory: WorkerFactory, wire_client: WireClient, request_size_limit: int
+    fresh_worker: WorkerUnderTest, wire_client: WireClient, request_size_limit: int
 ):
-    worker = await impl_worker_factory()
+    worker = fresh_worker
     pid = worker.adapter.pid
     assert pid is not None
     record = worker.record("echo")
@@ -293,11 +323,11 @@ async def test_a_decode_bomb_does_not_take_the_workers_memory(
 @pytest.mark.planes("tcp")
 @pytest.mark.parametrize("shape", bombs.AMPLIFYING)
 async def test_decode_bombs_of_small_containers_do_not_take_the_workers_memory(
-    impl_worker_factory: WorkerFactory, wire_client: WireClient, shape: str
+    fresh_worker: WorkerUnderTest, wire_client: WireClient, shape: str
 ):
     """The one-byte-element bomb above is one shape of the class: containers amplify further (empty maps, maps of
     one short key), in msgpack and in JSON, which every worker accepts (CODEC-JSON)."""
-    worker = await impl_worker_factory()
+    worker = fresh_worker
     pid = worker.adapter.pid
     assert pid is not None
     record = worker.record("echo")
@@ -324,18 +354,16 @@ async def test_decode_bombs_of_small_containers_do_not_take_the_workers_memory(
 
 @pytest.mark.req("ROB-DOS-DECODE-DEPTH")
 @pytest.mark.planes("tcp", "nats", "http")
-async def test_deeply_nested_bodies_leave_the_worker_serving(
-    impl_worker_factory: WorkerFactory, wire_client: WireClient
-):
-    await _each_bomb_leaves_the_worker_serving(await impl_worker_factory(), wire_client, bombs.deep())
+async def test_deeply_nested_bodies_leave_the_worker_serving(impl_worker: WorkerUnderTest, wire_client: WireClient):
+    await _each_bomb_leaves_the_worker_serving(impl_worker, wire_client, bombs.deep())
 
 
 @pytest.mark.req("ROB-DOS-DECODE-DECLARED")
 @pytest.mark.planes("tcp", "nats", "http")
 async def test_lengths_declared_beyond_the_body_leave_the_worker_serving(
-    impl_worker_factory: WorkerFactory, wire_client: WireClient
+    impl_worker: WorkerUnderTest, wire_client: WireClient
 ):
-    await _each_bomb_leaves_the_worker_serving(await impl_worker_factory(), wire_client, bombs.declared())
+    await _each_bomb_leaves_the_worker_serving(impl_worker, wire_client, bombs.declared())
 
 
 def _msgpack_advertised(codec: str | None, bomb: bombs.Bomb) -> None:
@@ -387,9 +415,10 @@ async def test_a_caller_that_never_reads_loses_its_stream(impl_worker_factory: W
     held, probes = await attacks.stalled_streams(wire_client, record, streams=4, count=STALLED_ITEMS, size=1000)
     try:
         wait = CALLHOME_WRITE_TIMEOUT_S + CLOSE_SLACK_S
-        _, seen = await legit_during(asyncio.sleep(wait), _probe_calls(wire_client, worker))
+        # Until the worker has ended every stream (no need to sit out the bound then), or the bound.
+        _, seen = await legit_during(attacks.streams_ended_by_worker(held, wait), _probe_calls(wire_client, worker))
         # Read what the kernel still holds, then the end; a stream still going ends the read at the timeout.
-        outcomes = await attacks.stream_ends(held, probes, 3.0)
+        outcomes = await attacks.stream_ends(held, probes, STALLED_READ_S)
     finally:
         await held.close()
     kept = [o for o in outcomes if o[0] or o[1] == "timeout"]
