@@ -161,8 +161,12 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv]:
     assert _outside_repository(base), f"the venv must live outside the repository, not in {base}"
     source = base / "source"
     shutil.copytree(REPO, source, ignore=NOT_SOURCE)
+    subprocess.run([sys.executable, "-m", "venv", str(base / "venv")], check=True, timeout=QUICK_TIMEOUT_S)
+    # The fresh venv's own pip builds the wheel (in an isolated build environment, nothing installed into the venv):
+    # the environment running this test may have been made without pip (tox-uv).
+    fresh_python = str(base / "venv" / "bin" / "python")
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(base / "dist"), str(source)],
+        [fresh_python, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(base / "dist"), str(source)],
         capture_output=True,
         text=True,
         timeout=BUILD_TIMEOUT_S,
@@ -172,7 +176,6 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv]:
     (wheel,) = (base / "dist").glob("request_plane_conformance-*.whl")
     workdir = base / "empty"
     workdir.mkdir()
-    subprocess.run([sys.executable, "-m", "venv", str(base / "venv")], check=True, timeout=QUICK_TIMEOUT_S)
     venv = Venv(base / "venv", wheel, workdir)
     venv.pip_install(str(wheel))
     yield venv
