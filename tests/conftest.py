@@ -6,4 +6,13 @@
 it again in their own pytester sessions (``-p fixtures.plugin``).
 """
 
+import pytest
+
 pytest_plugins = ["fixtures.plugin", "fixtures.roles", "fixtures.nats_server"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Here, not in pyproject.toml: the project's tests only (pyproject's markers are the suite's, as in suite.ini).
+    config.addinivalue_line(
+        "markers", "latency: the test gates on a latency limit; tox's unit env runs it after the xdist part, alone"
+    )

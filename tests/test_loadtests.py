@@ -256,6 +256,7 @@ def accepts_connections(url: str) -> bool:
     return True
 
 
+@pytest.mark.latency  # the unary profile's p99 limit: run alone, not beside another xdist worker
 @pytest.mark.parametrize("load_plane", PLANES)
 def test_headless_unary_run_against_reference_passes(load_plane: str, tmp_path: Path) -> None:
     out = tmp_path / "unary"

@@ -18,6 +18,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from loadtests.check import main as check_main
 from loadtests.target_process import TargetProcess
 
@@ -94,6 +96,7 @@ def run_distributed(tmp_path: Path, discovery: str, extra: list[str]) -> tuple[i
     return code, (tmp_path / "master.log").read_text(errors="replace"), worker_logs
 
 
+@pytest.mark.latency  # the unary profile's p99 limit: run alone, not beside another xdist worker
 def test_master_and_two_workers_load_one_target_and_are_judged(tmp_path: Path) -> None:
     target = TargetProcess(["--impl", "reference", "--plane", "tcp"], log_path=str(tmp_path / "target.log"))
     info = target.start()

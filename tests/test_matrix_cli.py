@@ -34,6 +34,7 @@ def _report(path: Path) -> Path:
 
 def test_broken_targets_are_error_columns_and_the_rest_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # the install fails at once, offline, as for a wheel that does not exist
+    monkeypatch.setenv("UV_OFFLINE", "1")  # the same when the venv is made by uv
     report = _report(tmp_path / "good.json")
     targets = [
         f"report:good={report}",
