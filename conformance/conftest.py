@@ -16,6 +16,7 @@ import pytest
 pytest_plugins = [
     "fixtures.plugin",
     "fixtures.roles",
+    "fixtures.dos.fresh_workers",
     "fixtures.nats_server",
     "fixtures.gc_guard",
     "fixtures.client_guard",

@@ -25,11 +25,11 @@ import pytest
 import pytest_asyncio
 
 from fixtures.adapters.protocol import DEADLINE_ENV
-from fixtures.dos import fresh_workers, http_attacks
+from fixtures.dos import http_attacks
 from fixtures.dos.budget import LegitLatencies, PeakRss, echo_call, legit_during, settle, tree_open_fds
 from fixtures.probes.http_wire import Http1Wire
 from fixtures.probes.wire_client import WireClient
-from fixtures.roles import AdapterLauncher, WorkerUnderTest
+from fixtures.roles import WorkerUnderTest
 
 StartWorker = Callable[..., Awaitable[WorkerUnderTest]]
 
@@ -107,25 +107,9 @@ class Attacked:
         assert self.fds_after <= self.fds_before + FD_SLACK, f"descriptors left behind: {self.describe()}"
 
 
-@pytest_asyncio.fixture(scope="module")
-async def default_workers(adapters: AdapterLauncher, plane: str) -> AsyncIterator[fresh_workers.FreshWorkers]:
-    async for pool in fresh_workers.module_pool(adapters, plane):
-        yield pool
-
-
-@pytest_asyncio.fixture
-async def fresh_worker(
-    request: pytest.FixtureRequest, default_workers: fresh_workers.FreshWorkers
-) -> AsyncIterator[WorkerUnderTest]:
-    """A worker of its own for an attack judged on memory: it inherits no other scenario's aftermath, and its
-    baseline is its own (memory a previous attack left free in a worker could hold the next one's growth unseen).
-    Such workers are started two at a time (``fixtures.dos.fresh_workers``).
-
-    The attacks judged on what the worker did to the attacker alone (rapid reset, CONTINUATION flood, framing)
-    use the shared ``impl_worker``: a worker that does not pass retires it, and the descriptors they count are
-    counted from the attack's start."""
-    async for worker in fresh_workers.taken(request, default_workers, "fresh_worker"):
-        yield worker
+# Attacks judged on memory take a ``fresh_worker`` (``fixtures.dos.fresh_workers``).  Those judged on what the worker
+# did to the attacker alone (rapid reset, CONTINUATION flood, framing) use the shared ``impl_worker``: a worker that
+# does not pass retires it, and the descriptors they count are counted from the attack's start.
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -18,13 +18,12 @@ an implementation without such a setting fails those requirements (SHOULD).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
-import pytest_asyncio
 
 from fixtures.adapters.protocol import DEADLINE_ENV
-from fixtures.dos import attacks, bombs, fresh_workers
+from fixtures.dos import attacks, bombs
 from fixtures.dos.budget import (
     MIB,
     LegitLatencies,
@@ -36,7 +35,7 @@ from fixtures.dos.budget import (
 )
 from fixtures.judge.codecs import PayloadCodec
 from fixtures.probes.wire_client import RawRequestConnection, WireClient
-from fixtures.roles import AdapterLauncher, WorkerUnderTest
+from fixtures.roles import WorkerUnderTest
 
 pytestmark = [pytest.mark.robustness, pytest.mark.timeout(60)]
 
@@ -121,22 +120,6 @@ STALLED_ITEMS = 40_000  # 1000-byte items per stalled stream: 40 MB, far more th
 # Reading a stalled stream again, once the worker ended it or the bound passed: what the kernel holds (a few MB)
 # comes at once; a stream the worker still feeds is read this long, and then counted as going on.
 STALLED_READ_S = 3.0
-
-
-@pytest_asyncio.fixture(scope="module")
-async def default_workers(adapters: AdapterLauncher, plane: str) -> AsyncIterator[fresh_workers.FreshWorkers]:
-    async for pool in fresh_workers.module_pool(adapters, plane):
-        yield pool
-
-
-@pytest_asyncio.fixture
-async def fresh_worker(
-    request: pytest.FixtureRequest, default_workers: fresh_workers.FreshWorkers
-) -> AsyncIterator[WorkerUnderTest]:
-    """A worker with default settings no other scenario touched, for the scenarios judged on its memory (their
-    workers are started two at a time: ``fixtures.dos.fresh_workers``)."""
-    async for worker in fresh_workers.taken(request, default_workers, "fresh_worker"):
-        yield worker
 
 
 def _probe_calls(wire_client: WireClient, worker: WorkerUnderTest) -> Callable[[], Awaitable[None]]:
