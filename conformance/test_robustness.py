@@ -28,7 +28,7 @@ from fixtures.judge.routing import parse_callhome_address
 from fixtures.judge.wire_revision import LATEST, WireLayout
 from fixtures.plugin import BASE_ADAPTER_ENV, BUILTIN_ADAPTERS
 from fixtures.probes.probe_process import REVISION_ENV
-from fixtures.probes.probe_worker import ProbeWorker
+from fixtures.probes.probe_worker import ProbeWorker, ReceivedRequest
 from fixtures.probes.wire_client import ProbeResult, RawRequestConnection, WireClient, read_until_sentinel_then_close
 from fixtures.process_activity import ActivitySample, BlockedDetector
 from fixtures.roles import CallerUnderTest, WorkerUnderTest, nats_url_for
@@ -203,7 +203,17 @@ async def _intrude(address: str, subject: str, codec: PayloadCodec) -> list[asyn
 REAL_COUNT = 25
 REAL_STREAM = {"interval": 0.02, "count": REAL_COUNT}
 REAL_ITEMS_BEFORE_INTRUDERS = 2
-REAL_STREAM_POLL_S = 0.005
+# How a test waits for the probe worker to have streamed some items: checked this often, for at most this long.
+PROBE_STREAM_POLL_S = 0.005
+PROBE_STREAM_WITHIN_S = 10.0
+
+
+async def _probe_streamed(received: ReceivedRequest, at_least: int) -> int:
+    """Items the probe worker has sent on ``received``'s stream, once at least ``at_least`` (or the bound passed)."""
+    deadline = time.monotonic() + PROBE_STREAM_WITHIN_S
+    while received.items_sent < at_least and time.monotonic() < deadline:
+        await asyncio.sleep(PROBE_STREAM_POLL_S)
+    return received.items_sent
 
 
 @pytest.mark.req("ROB-CALLHOME-INTRUDERS")
@@ -214,10 +224,9 @@ async def test_stray_call_home_connections_do_not_touch_the_real_stream(
     (received,) = await probe_worker.wait_for_requests(1)
     assert received.envelope is not None
     info = received.envelope.callhome()
-    deadline = time.monotonic() + 10.0
-    while received.items_sent < REAL_ITEMS_BEFORE_INTRUDERS and time.monotonic() < deadline:
-        await asyncio.sleep(REAL_STREAM_POLL_S)
-    assert received.items_sent >= REAL_ITEMS_BEFORE_INTRUDERS, "the real stream did not start"
+    assert await _probe_streamed(received, REAL_ITEMS_BEFORE_INTRUDERS) >= REAL_ITEMS_BEFORE_INTRUDERS, (
+        "the real stream did not start"
+    )
     writers = await _intrude(info.address, info.subject, received.envelope.control.codec)
     assert received.items_sent < REAL_COUNT, "the real stream ended before the intruders came: nothing was judged"
     try:
@@ -238,7 +247,6 @@ VICTIM_STREAM_WITHIN_S = 10.0
 NEIGHBOUR_COUNT = 50
 NEIGHBOUR_STREAM = {"interval": 0.005, "count": NEIGHBOUR_COUNT}
 NEIGHBOUR_ITEMS_BEFORE_KILL = 2
-NEIGHBOUR_POLL_S = 0.005
 
 
 async def _victim_streamed(victim: AdapterProcess, at_least: int) -> int:
@@ -292,11 +300,9 @@ async def test_a_worker_process_dying_mid_stream_is_an_error(
             impl_caller.call(probe_worker.endpoint("slow"), dict(NEIGHBOUR_STREAM), deadline=30.0)
         )
         (received,) = await probe_worker.wait_for_requests(1)
-        deadline = time.monotonic() + VICTIM_STREAM_WITHIN_S
-        while received.items_sent < NEIGHBOUR_ITEMS_BEFORE_KILL and time.monotonic() < deadline:
-            await asyncio.sleep(NEIGHBOUR_POLL_S)
-        assert NEIGHBOUR_ITEMS_BEFORE_KILL <= received.items_sent < NEIGHBOUR_COUNT, (
-            f"the neighbour was not mid-stream at the kill: {received.items_sent} items sent"
+        sent = await _probe_streamed(received, NEIGHBOUR_ITEMS_BEFORE_KILL)
+        assert NEIGHBOUR_ITEMS_BEFORE_KILL <= sent < NEIGHBOUR_COUNT, (
+            f"the neighbour was not mid-stream at the kill: {sent} items sent"
         )
         assert victim.pid is not None
         os.kill(victim.pid, signal.SIGKILL)
