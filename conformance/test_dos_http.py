@@ -300,7 +300,7 @@ async def _answers_until_close(connection: Http1Wire, timeout: float) -> tuple[l
 
 @pytest.mark.req("ROB-DOS-H1-CL-TE")
 async def test_h1_content_length_with_transfer_encoding_ends_the_connection(
-    impl_worker: WorkerUnderTest, wire_client: WireClient, attacker: http_attacks.Attacker
+    impl_worker: WorkerUnderTest, wire_client: WireClient
 ):
     record = impl_worker.record("echo")
     path = urlsplit(record.transport_address).path
