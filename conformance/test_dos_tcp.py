@@ -55,8 +55,10 @@ CLOSE_SLACK_S = 2.0
 
 # Deadlines handed to the implementation, short so that the scenarios stay fast.
 FRAME_READ_TIMEOUT_S = 1.0
-IDLE_TIMEOUT_S = 1.0
-CALLHOME_WRITE_TIMEOUT_S = 1.0
+# The idle and call-home write deadlines have no legitimate traffic to outlast on their workers (each scenario starts
+# its own; a legitimate call's request is one write, its echo stream fits the socket buffers): half a second.
+IDLE_TIMEOUT_S = 0.5
+CALLHOME_WRITE_TIMEOUT_S = 0.5
 # The trickled frame and the pipeline share one worker with the frame read deadline (shared_worker_with_settings):
 # neither leaves anything that decides the other's verdict (a trickling connection is closed, by the worker or at
 # the end of its scenario; a pipeline's requests are all answered), and the deadline is per connection.
@@ -129,7 +131,11 @@ PIPELINE_INTERVAL_S = 0.1
 TRICKLERS = 20  # connections trickling a frame ...
 TRICKLE_INTERVAL_S = 0.1  # ... one byte per 100 ms: never idle, never done
 IDLERS = 50  # connections that send nothing
-STALLED_ITEMS = 40_000  # 1000-byte items per stalled stream: 40 MB, far more than the socket buffers hold
+# Items per stalled stream, of STALLED_ITEM_BYTES each: 40 MB, far more than the socket buffers hold. 10 kB items
+# rather than 1 kB: the same bytes in a tenth of the frames, each of which costs the worker's handler and the suite's
+# reader (reading what a worker still feeds for STALLED_READ_S) a Python object or two.
+STALLED_ITEMS = 4_000
+STALLED_ITEM_BYTES = 10_000
 # Reading a stalled stream again, once the worker ended it or the bound passed: what the kernel holds (a few MB)
 # comes at once; a stream the worker still feeds is read this long, and then counted as going on.
 STALLED_READ_S = 3.0
@@ -289,7 +295,7 @@ async def test_idle_request_connections_are_closed(impl_worker_factory: WorkerFa
     _figures("idle", still_open=closed.count(False))
     assert all(closed), (
         f"{closed.count(False)} of {len(idle)} silent connections still open "
-        f"{IDLE_TIMEOUT_S + CLOSE_SLACK_S:.0f}s later (asked idle timeout {IDLE_TIMEOUT_S}s)"
+        f"{IDLE_TIMEOUT_S + CLOSE_SLACK_S:.1f}s later (asked idle timeout {IDLE_TIMEOUT_S}s)"
     )
     assert (await wire_client.call(record, {"after": "idle"})).values() == [{"after": "idle"}]
     await _fds_back(pid, fds_before)
@@ -421,7 +427,9 @@ async def test_a_caller_that_never_reads_loses_its_stream(impl_worker_factory: W
     assert pid is not None
     record = worker.record("stream")
     fds_before = tree_open_fds(pid)
-    held, probes = await attacks.stalled_streams(wire_client, record, streams=4, count=STALLED_ITEMS, size=1000)
+    held, probes = await attacks.stalled_streams(
+        wire_client, record, streams=4, count=STALLED_ITEMS, size=STALLED_ITEM_BYTES
+    )
     try:
         wait = CALLHOME_WRITE_TIMEOUT_S + CLOSE_SLACK_S
         # Until the worker has ended every stream (no need to sit out the bound then), or the bound.
@@ -433,7 +441,7 @@ async def test_a_caller_that_never_reads_loses_its_stream(impl_worker_factory: W
     kept = [o for o in outcomes if o[0] or o[1] == "timeout"]
     _figures("callhome-stall", outcomes=outcomes, legit=seen.summary())
     assert not kept, (
-        f"{len(kept)} of {len(probes)} streams whose caller read nothing for {wait:.0f}s were still going "
+        f"{len(kept)} of {len(probes)} streams whose caller read nothing for {wait:.1f}s were still going "
         f"(asked write deadline {CALLHOME_WRITE_TIMEOUT_S}s): (sentinel, ended by, items) {kept}"
     )
     _assert_served(seen, "the stalled streams")

@@ -107,3 +107,10 @@ async def test_open_bodies_held_back_by_the_worker_end_after_the_quiet_window_no
     finally:
         server.close()
     assert outcome.held_back == 2 and outcome.duration < 5.0
+
+
+def test_the_report_names_each_limit_in_force_and_its_source():
+    entry = limits.report_entry({"limits": {"tcp_buffer_budget": "settable", "http_body_budget": None}})
+    assert entry["tcp_buffer_budget"] == {"bytes": 32 * MIB, "source": "handed"}
+    assert entry["http_body_budget"] == {"bytes": None, "source": "no such limit"}
+    assert entry["tcp_connection_buffer_limit"]["source"].startswith("assumed")
