@@ -9,16 +9,11 @@ timing proves the deadline exists, the words let a user of the caller tell a tim
 
 Both requirements judge the same call: it is made once per plane and behaviour and kept for the module, and
 all the calls of every plane run at once (each on its own probe worker and clock), so the module sits out one
-deadline, not one per plane.  Before its clock starts, each caller makes one healthy call to a probe worker of its
-own that the judged calls do not use (``WARM_UP``): what a caller does once, at its first call (import its
-plane's client, connect to the NATS server), is then not counted against the deadline, so it cannot push a call
-past the bound on a loaded machine; the judged call still opens its own connection to its own probe worker.
-
-The call-home deadline bounds the wait "for the worker's call-home and prologue": a worker that never dials
-back is one shape of that wait, one that dials back and sends nothing, or only its handshake, the others (a
-caller that stops its clock at the connect or at the handshake hangs on them).  Not checked: a worker that
-sent its prologue and then no item.  Neither the protocol notes nor Dynamo (nor the reference) bound the wait
-for items, since the first one may take as long as the model needs (tcp-and-response-stream.md §6.4).
+deadline, not one per plane.  Before its clock starts, each call is preceded by one healthy call from the same
+caller to the same probe worker (``WARM_UP``): what a caller does once (import its plane's client, connect to the
+NATS server, open its connection to that worker) is then not counted against a quarter-second deadline, so it cannot
+end a call before its request even reached the worker, or push it past the bound, on a loaded machine.  The judged
+request is the worker's second, on a connection already in use: a deadline must hold there as on a first call.
 """
 
 from __future__ import annotations
@@ -50,8 +45,8 @@ BEHAVIOUR_FOR = {"ack": "no_ack", "callhome": "silent"}
 CALLHOME_STALLS = ("stall_before_handshake", "stall_before_prologue")
 # Every call of the module, per plane: (deadline, probe behaviour).
 RUNS = (*BEHAVIOUR_FOR.items(), *(("callhome", stall) for stall in CALLHOME_STALLS))
-# The healthy call each caller makes before the clocks start (on a probe worker of its own), and its bound: it only
-# has to be over, whatever its outcome (a caller that cannot make it fails the judged call on its own).
+# The healthy call made before each judged call's clock starts (same caller, same probe worker), and its bound: it
+# only has to be over, whatever its outcome (a caller that cannot make it fails the judged call on its own).
 WARM_UP = "echo"
 WARM_UP_DEADLINE_S = 10.0
 
@@ -115,6 +110,8 @@ async def _make_deadline_run(
     await worker.start()
     bound = timeout.bound(name, handed)
     try:
+        with contextlib.suppress(Exception):  # its outcome is not judged (see WARM_UP)
+            await caller.call(worker.endpoint(WARM_UP), {"warm": "up"}, deadline=WARM_UP_DEADLINE_S)
         started = time.monotonic()
         # The suite's deadline sits just past the bound: a later failure is a failure of the requirement anyway.
         answer = await caller.call(worker.endpoint(behaviour), {"n": 1}, deadline=bound + DEADLINE_TOLERANCE_S)
@@ -125,22 +122,12 @@ async def _make_deadline_run(
 
 
 def _worker_side(worker: ProbeWorker, behaviour: str) -> str | None:
-    if not worker.received:
+    received = [request for request in worker.received if request.behaviour == behaviour]
+    if not received:
         return "the request never reached the worker"
-    received = worker.received[0]
-    if behaviour in CALLHOME_STALLS and received.callhome is None:
-        return f"the probe worker could not call home ({received.envelope_error})"
+    if behaviour in CALLHOME_STALLS and received[0].callhome is None:
+        return f"the probe worker could not call home ({received[0].envelope_error})"
     return None
-
-
-async def _warm_up(caller: CallerUnderTest, worker: ProbeWorker) -> None:
-    """One healthy call from ``caller`` to ``worker`` (published where it looks), before any clock starts."""
-    await worker.start()
-    try:
-        with contextlib.suppress(Exception):  # its outcome is not judged (see WARM_UP)
-            await caller.call(worker.endpoint(WARM_UP), {"warm": "up"}, deadline=WARM_UP_DEADLINE_S)
-    finally:
-        await worker.close()
 
 
 @pytest.fixture
@@ -162,9 +149,6 @@ def deadline_run(
     hello = session_of(request.config).hello
 
     async def make_all() -> dict[tuple[str, str], DeadlineRun | BaseException]:
-        await asyncio.gather(
-            *(_warm_up(caller, new_probe_worker(request, p, caller.discovery)) for (p, _), caller in callers.items())
-        )
         keys, made = [], []
         for p in planes:
             for name, behaviour in RUNS:
