@@ -6,12 +6,16 @@ import asyncio
 import contextlib
 import os
 import struct
+import sys
+import textwrap
 
 import pytest
 
 from fixtures.adapters import protocol
 from fixtures.dos import http_attacks, limits
 from fixtures.dos.limits import MIB, LimitDeclarationError, PartialFrameAttack
+
+pytest_plugins = ["pytester"]
 
 
 def test_a_settable_limit_is_the_handed_value():
@@ -40,7 +44,7 @@ def test_an_undeclared_limit_is_assumed_at_the_references_default(hello):
     assert got.source.startswith("assumed")
 
 
-@pytest.mark.parametrize("bad", ["yes", 0, -1, 1.5, True, [], "SETTABLE"])
+@pytest.mark.parametrize("bad", ["yes", 0, -1, 1.5, True, [], "SETTABLE", limits.LARGEST_JUDGED_BYTES + 1])
 def test_a_bad_declaration_is_a_clear_error(bad):
     with pytest.raises(LimitDeclarationError, match=r"limit tcp_buffer_budget as .*expected 'settable', a positive"):
         limits.in_force({"limits": {"tcp_buffer_budget": bad}}, "tcp_buffer_budget")
@@ -114,3 +118,35 @@ def test_the_report_names_each_limit_in_force_and_its_source():
     assert entry["tcp_buffer_budget"] == {"bytes": 32 * MIB, "source": "handed"}
     assert entry["http_body_budget"] == {"bytes": None, "source": "no such limit"}
     assert entry["tcp_connection_buffer_limit"]["source"].startswith("assumed")
+
+
+# An adapter that only says hello, declaring one limit in a way the protocol does not define.
+BAD_LIMITS_ADAPTER = textwrap.dedent(
+    """
+    import json, sys
+    for line in sys.stdin:
+        request = json.loads(line)
+        answer = {"id": request.get("id"), "ok": request.get("op") in ("hello", "shutdown")}
+        if request.get("op") == "hello":
+            answer.update(implementation="odd", version="1", planes=["tcp"], roles=["worker"],
+                          limits={"tcp_buffer_budget": "lots"})
+        print(json.dumps(answer), flush=True)
+        if request.get("op") == "shutdown":
+            break
+    """
+)
+
+
+def test_a_bad_limits_declaration_stops_the_run_before_any_test(pytester: pytest.Pytester) -> None:
+    adapter = pytester.makefile(".py", odd_adapter=BAD_LIMITS_ADAPTER)
+    pytester.makepyfile(
+        test_never="import pytest\n\n@pytest.mark.req('TCP-ACK-EMPTY')\n"
+        "def test_never():\n    raise AssertionError('ran')\n"
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "fixtures.plugin", "--impl", "odd", "--impl-cmd", f"{sys.executable} {adapter}",
+        "--planes", "tcp", "--report-dir", str(pytester.path / "reports"),
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["*hello declares limit tcp_buffer_budget as 'lots'*"])
+    result.stdout.no_fnmatch_line("*AssertionError: ran*")
