@@ -225,9 +225,11 @@ async def _intrude(address: str, subject: str, codec: PayloadCodec) -> list[asyn
 
 
 # ROB-CALLHOME-INTRUDERS: the intruders come once the real stream is running (this many items sent, seen on the
-# suite's own loop, where the probe worker runs), and it goes on after them for the rest of its 0.5 s.
+# suite's own loop, where the probe worker runs), and it goes on after them for the rest of its 0.25 s.  Their
+# connections need no accept by the caller (the kernel completes them), so they are all made within milliseconds
+# of the second item even when the caller is starved of CPU.
 REAL_COUNT = 25
-REAL_STREAM = {"interval": 0.02, "count": REAL_COUNT}
+REAL_STREAM = {"interval": 0.01, "count": REAL_COUNT}
 REAL_ITEMS_BEFORE_INTRUDERS = 2
 # How a test waits for the probe worker to have streamed some items: checked this often, for at most this long.
 PROBE_STREAM_POLL_S = 0.005
