@@ -98,8 +98,9 @@ SLOW_READER_RECEIVE_BUFFER = 64 * 1024
 # bound within this time on a loaded 2-core machine); one with it stops at its socket buffers.
 SLOW_READER_WINDOW_S = 3.0
 # The watch ends early once the worker is blocked this long (no thread runnable, its CPU time flat): a blocked
-# worker grows nothing more, while one still buffering the stream is busy (or runnable, if starved of CPU).
-SLOW_READER_BLOCKED_S = 0.5
+# worker grows nothing more, while one still buffering the stream is busy (or runnable, if starved of CPU), so
+# five quiet samples in a row do not come from it at any load.
+SLOW_READER_BLOCKED_S = 0.25
 SLOW_READER_POLL_S = 0.05
 SLOW_READER_BOUND = 24 * 1024 * 1024
 
