@@ -25,6 +25,8 @@ CLOSE_WITHIN_S = 10.0  # ... and the call-home connection closed
 # suite ends the hold sooner (the adapter protocol's ``release``) once the probe worker has seen that stop.
 HOLD_AFTER_TASK_CANCEL_S = NOTICE_WITHIN_S + 1.0
 RELEASE_POLL_S = 0.02  # how often the suite looks for the stop that lets it end the hold
+# An item every 50 ms for 20 s.  Not faster: the adapter answers with the items read before it let go, which must be
+# exactly the first two, and at load 12 an adapter took over 20 ms to cancel its reading task after the second.
 SLOW_STREAM = {"interval": 0.05, "count": 400}
 
 

@@ -27,6 +27,7 @@ from fixtures.judge.items import encode_item
 from fixtures.judge.routing import parse_callhome_address
 from fixtures.judge.wire_revision import LATEST, WireLayout
 from fixtures.plugin import BASE_ADAPTER_ENV, BUILTIN_ADAPTERS
+from fixtures.probes.callhome_recorder import CallHomeRecorder
 from fixtures.probes.probe_process import REVISION_ENV
 from fixtures.probes.probe_worker import ProbeWorker, ReceivedRequest
 from fixtures.probes.wire_client import ProbeResult, RawRequestConnection, WireClient, read_until_sentinel_then_close
@@ -78,13 +79,28 @@ async def test_caller_vanishing_mid_stream_stops_the_handler(
     assert await neighbour == list(range(2000)), "a concurrent stream was disturbed"
 
 
+# ROB-SLOW-READER: the stream a caller stops reading.  What makes a worker WITHOUT back-pressure show is the part
+# of the unread stream beyond what the kernel holds for it (the worker's send buffer, up to tcp_wmem's 4 MiB, and the
+# suite's receive buffer, fixed small below) over the bound and the memory noise.  What the stream costs (both
+# sides, Dynamo's Python handler above all) is per item (encoding, framing, a handler step), not per byte, so it is
+# 40 MB in few large items.  Their size is chosen for a worker whose queues are bounded by item COUNT, not bytes: it
+# holds depth x size, so its verdict depends on the size.  Dynamo's are 128 items (Python handler -> Rust) and 64
+# frames (-> socket writer; protocol notes §6.9), about 3 MiB at this size; any depth up to about 1,000 items stays
+# within the bound, while a queue bounded by neither takes in the whole unread stream.  Measured growth (2026-11-27):
+# the reference 0.3-0.4 MiB, Dynamo 1.6.1 6-7 MiB, the reference with its call-home writer unbounded 35.7 MiB.
+SLOW_READER_ITEM_BYTES = 16 * 1024
+SLOW_READER_ITEMS = 2_500  # 41 MB
+# The suite's receive buffer for that stream (SO_RCVBUF, which Linux doubles): with reading paused, this is all the
+# worker can hand to the suite's kernel, so the unread rest is in the worker (bounded or not) and not in ours.
+SLOW_READER_RECEIVE_BUFFER = 64 * 1024
 # Negative wait: how long the worker memory is watched NOT growing while a caller reads nothing.  A worker
-# without back-pressure buffers the whole 40 MB stream as fast as its handler yields (well over the 24 MiB
+# without back-pressure buffers the whole stream as fast as its handler yields (well over the 24 MiB
 # bound within this time on a loaded 2-core machine); one with it stops at its socket buffers.
 SLOW_READER_WINDOW_S = 3.0
 # The watch ends early once the worker is blocked this long (no thread runnable, its CPU time flat): a blocked
-# worker grows nothing more, while one still buffering the stream is busy (or runnable, if starved of CPU).
-SLOW_READER_BLOCKED_S = 0.5
+# worker grows nothing more, while one still buffering the stream is busy (or runnable, if starved of CPU), so
+# five quiet samples in a row do not come from it at any load.
+SLOW_READER_BLOCKED_S = 0.25
 SLOW_READER_POLL_S = 0.05
 SLOW_READER_BOUND = 24 * 1024 * 1024
 
@@ -102,23 +118,34 @@ async def _watch_growth(pid: int, baseline: int) -> int:
 
 
 @pytest.mark.req("ROB-SLOW-READER")
-async def test_a_caller_that_stops_reading_gets_back_pressure(impl_worker: WorkerUnderTest, wire_client: WireClient):
-    count, size = 40_000, 1000  # 40 MB of items the caller will not read for a while
+async def test_a_caller_that_stops_reading_gets_back_pressure(
+    impl_worker: WorkerUnderTest, wire_client: WireClient, request: pytest.FixtureRequest, wire_layout: WireLayout
+):
     assert impl_worker.adapter.pid is not None
-    record = impl_worker.record("stream")
-    probe = wire_client.prepare(record, {"count": count, "size": size})
-    baseline = tree_rss_bytes(impl_worker.adapter.pid)
-    assert await wire_client.deliver(record, probe) == b""
-    session = await asyncio.wait_for(probe.session, 10.0)
-    session.writer.transport.pause_reading()  # type: ignore[attr-defined]
-    neighbour = await _stream_seqs(wire_client, impl_worker, 300)
-    growth = await _watch_growth(impl_worker.adapter.pid, baseline)
-    session.writer.transport.resume_reading()  # type: ignore[attr-defined]
-    transcript = await read_until_sentinel_then_close(session, 120.0)
+    recorder = CallHomeRecorder(receive_buffer=SLOW_READER_RECEIVE_BUFFER)
+    await recorder.start()
+    stalled = WireClient(recorder, nats_url=nats_url_for(request, impl_worker.plane), layout=wire_layout)
+    try:
+        record = impl_worker.record("stream")
+        probe = stalled.prepare(record, {"count": SLOW_READER_ITEMS, "size": SLOW_READER_ITEM_BYTES})
+        baseline = tree_rss_bytes(impl_worker.adapter.pid)
+        assert await stalled.deliver(record, probe) == b""
+        session = await asyncio.wait_for(probe.session, 10.0)
+        session.writer.transport.pause_reading()  # type: ignore[attr-defined]
+        neighbour = await _stream_seqs(wire_client, impl_worker, 300)
+        growth = await _watch_growth(impl_worker.adapter.pid, baseline)
+        session.writer.transport.resume_reading()  # type: ignore[attr-defined]
+        transcript = await read_until_sentinel_then_close(session, 120.0)
+    finally:
+        await stalled.close()
+        await recorder.close()
     seqs = [value["seq"] for value in ProbeResult(b"", transcript, probe.codec).values()]
     assert neighbour == list(range(300)), "a concurrent stream was disturbed while one caller stalled"
-    assert growth < SLOW_READER_BOUND, f"worker memory grew by {growth / 2**20:.1f} MiB for a stalled 40 MB stream"
-    assert seqs == list(range(count)), "items lost, duplicated or reordered after back-pressure"
+    assert growth < SLOW_READER_BOUND, (
+        f"worker memory grew by {growth / 2**20:.1f} MiB for a stalled "
+        f"{SLOW_READER_ITEMS * SLOW_READER_ITEM_BYTES / 1e6:.0f} MB stream"
+    )
+    assert seqs == list(range(SLOW_READER_ITEMS)), "items lost, duplicated or reordered after back-pressure"
 
 
 @pytest.mark.req("ROB-HANDSHAKE-RESET")
@@ -199,9 +226,11 @@ async def _intrude(address: str, subject: str, codec: PayloadCodec) -> list[asyn
 
 
 # ROB-CALLHOME-INTRUDERS: the intruders come once the real stream is running (this many items sent, seen on the
-# suite's own loop, where the probe worker runs), and it goes on after them for the rest of its 0.5 s.
+# suite's own loop, where the probe worker runs), and it goes on after them for the rest of its 0.25 s.  Their
+# connections need no accept by the caller (the kernel completes them), so they are all made within milliseconds
+# of the second item even when the caller is starved of CPU.
 REAL_COUNT = 25
-REAL_STREAM = {"interval": 0.02, "count": REAL_COUNT}
+REAL_STREAM = {"interval": 0.01, "count": REAL_COUNT}
 REAL_ITEMS_BEFORE_INTRUDERS = 2
 # How a test waits for the probe worker to have streamed some items: checked this often, for at most this long.
 PROBE_STREAM_POLL_S = 0.005
