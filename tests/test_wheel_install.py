@@ -45,6 +45,7 @@ BUILD_TIMEOUT_S = 300.0  # pip builds the wheel in an isolated environment (fetc
 INSTALL_TIMEOUT_S = 600.0  # pip install with dependencies, from the package index
 CERTIFY_TIMEOUT_S = 1200.0  # the whole suite takes 3.5 min on a loaded 2-core machine
 QUICK_TIMEOUT_S = 120.0  # commands that fail fast or do little
+VENV_TIMEOUT_S = 300.0  # `python -m venv` with pip (ensurepip installs it): past 120 s on a 2-core machine at load 18
 # The full certification runs on two xdist workers, as CI runs the suite (the run mostly waits on the network);
 # the refusal of the broken adapter below stays a serial run, the default a user gets.
 XDIST_WORKERS = ("-n", "2")
@@ -53,7 +54,9 @@ XDIST_WORKERS = ("-n", "2")
 REPORT_COPY_DIR = os.environ.get("RP_WHEEL_REPORT_DIR")
 # pytest-timeout for each test here: above the sum of the bounds of what one test and its fixtures run
 # (build, two installs, a certification), so a subprocess's own bound reports first.
-pytestmark = pytest.mark.timeout(BUILD_TIMEOUT_S + 2 * INSTALL_TIMEOUT_S + CERTIFY_TIMEOUT_S + QUICK_TIMEOUT_S)
+pytestmark = pytest.mark.timeout(
+    VENV_TIMEOUT_S + BUILD_TIMEOUT_S + 2 * INSTALL_TIMEOUT_S + CERTIFY_TIMEOUT_S + QUICK_TIMEOUT_S
+)
 # The run-time dependencies, as the wheel declares them (names normalised).
 RUNTIME_DEPENDENCIES = {"msgpack", "xxhash", "h2", "h11", "nats-py"}
 # Distributions that belong to the extras and must not come with a bare install.
@@ -167,7 +170,7 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv]:
     assert _outside_repository(base), f"the venv must live outside the repository, not in {base}"
     source = base / "source"
     shutil.copytree(REPO, source, ignore=NOT_SOURCE)
-    subprocess.run([sys.executable, "-m", "venv", str(base / "venv")], check=True, timeout=QUICK_TIMEOUT_S)
+    subprocess.run([sys.executable, "-m", "venv", str(base / "venv")], check=True, timeout=VENV_TIMEOUT_S)
     # The fresh venv's own pip builds the wheel (in an isolated build environment, nothing installed into the venv):
     # the environment running this test may have been made without pip (tox-uv).
     fresh_python = str(base / "venv" / "bin" / "python")
