@@ -9,7 +9,10 @@ Builds the wheel from a copy of the source tree, makes one venv in a temporary d
 2. ``pip install <wheel>[suite]``: from an empty directory, ``rp-conformance`` certifies
    the reference implementation with the whole suite, every plane and role (exit 0,
    ``certified: true`` report), on two pytest-xdist workers (``-n 2``, the ``[suite]`` extra's
-   own xdist: the installed plugin merges the workers' outcomes into the one report);
+   own xdist: the installed plugin merges the workers' outcomes into the one report); this run is
+   also CI's certification of the reference implementation: with ``RP_WHEEL_REPORT_DIR`` set
+   (``tox -e wheel``), its reports are copied there for the compatibility matrix, so the suite is not
+   run over the reference a second time from the source tree;
    an adapter that dies, a program that does not exist and an adapter that answers
    ``hello`` but serves nothing right are each refused with a non-zero exit (serial runs);
    ``pytest --pyargs conformance`` runs the installed suite (one module, serially); an unrelated pytest project
@@ -42,12 +45,18 @@ BUILD_TIMEOUT_S = 300.0  # pip builds the wheel in an isolated environment (fetc
 INSTALL_TIMEOUT_S = 600.0  # pip install with dependencies, from the package index
 CERTIFY_TIMEOUT_S = 1200.0  # the whole suite takes 3.5 min on a loaded 2-core machine
 QUICK_TIMEOUT_S = 120.0  # commands that fail fast or do little
+VENV_TIMEOUT_S = 300.0  # `python -m venv` with pip (ensurepip installs it): past 120 s on a 2-core machine at load 18
 # The full certification runs on two xdist workers, as CI runs the suite (the run mostly waits on the network);
 # the refusal of the broken adapter below stays a serial run, the default a user gets.
 XDIST_WORKERS = ("-n", "2")
+# Where the certification's reports are copied when set (tox's wheel env: the repository's reports/, read by the
+# matrix as the reference's column); unset, they stay in the temporary directory.
+REPORT_COPY_DIR = os.environ.get("RP_WHEEL_REPORT_DIR")
 # pytest-timeout for each test here: above the sum of the bounds of what one test and its fixtures run
 # (build, two installs, a certification), so a subprocess's own bound reports first.
-pytestmark = pytest.mark.timeout(BUILD_TIMEOUT_S + 2 * INSTALL_TIMEOUT_S + CERTIFY_TIMEOUT_S + QUICK_TIMEOUT_S)
+pytestmark = pytest.mark.timeout(
+    VENV_TIMEOUT_S + BUILD_TIMEOUT_S + 2 * INSTALL_TIMEOUT_S + CERTIFY_TIMEOUT_S + QUICK_TIMEOUT_S
+)
 # The run-time dependencies, as the wheel declares them (names normalised).
 RUNTIME_DEPENDENCIES = {"msgpack", "xxhash", "h2", "h11", "nats-py"}
 # Distributions that belong to the extras and must not come with a bare install.
@@ -161,7 +170,7 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv]:
     assert _outside_repository(base), f"the venv must live outside the repository, not in {base}"
     source = base / "source"
     shutil.copytree(REPO, source, ignore=NOT_SOURCE)
-    subprocess.run([sys.executable, "-m", "venv", str(base / "venv")], check=True, timeout=QUICK_TIMEOUT_S)
+    subprocess.run([sys.executable, "-m", "venv", str(base / "venv")], check=True, timeout=VENV_TIMEOUT_S)
     # The fresh venv's own pip builds the wheel (in an isolated build environment, nothing installed into the venv):
     # the environment running this test may have been made without pip (tox-uv).
     fresh_python = str(base / "venv" / "bin" / "python")
@@ -246,17 +255,23 @@ def test_rp_conformance_certifies_the_reference_from_an_empty_directory(with_sui
     venv = with_suite
     assert _outside_repository(venv.workdir) and not any(venv.workdir.iterdir())
     # The whole suite: a --planes subset leaves the other planes' requirements not-run, never certified.
-    result = venv.certify(f"{venv.python} -m fixtures.adapters.reference", Path("reports"), "-q", *XDIST_WORKERS)
+    # Named `reference` (its report is the reference's certificate), started as a user's own adapter command.
+    impl_cmd = f"{venv.python} -m fixtures.adapters.reference"
+    result = venv.certify(impl_cmd, Path("reports"), "--impl", "reference", "-q", *XDIST_WORKERS)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "bringing up nodes" in result.stdout, "the run did not run on xdist workers"
-    report_file = venv.workdir / "reports" / "conformance-custom.json"
+    report_file = venv.workdir / "reports" / "conformance-reference.json"
     report = json.loads(report_file.read_text())
     assert report["summary"]["certified"] is True
     assert report["summary"]["covers"] == {"planes": ["http", "nats", "tcp"], "roles": ["caller", "worker"]}
     assert report["implementation"]["command"][1:] == ["-m", "fixtures.adapters.reference"]
     assert f"report: {report_file}" in result.stdout
     assert sorted(path.name for path in venv.workdir.iterdir()) == ["reports"], "nothing else written to the cwd"
+    if REPORT_COPY_DIR:
+        Path(REPORT_COPY_DIR).mkdir(parents=True, exist_ok=True)
+        for name in ("conformance-reference.json", "conformance-reference.xml"):
+            shutil.copy2(venv.workdir / "reports" / name, Path(REPORT_COPY_DIR) / name)
 
 
 def test_a_dead_adapter_is_refused_without_a_traceback(with_suite: Venv, tmp_path: Path) -> None:
