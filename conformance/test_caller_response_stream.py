@@ -26,6 +26,17 @@ async def test_every_item_arrives_in_order(impl_caller: CallerUnderTest, probe_w
     assert _seqs(answer) == list(range(200))
 
 
+@pytest.mark.req("RS-CALLER-ITEMS", "TP-CHECKSUM-ZERO")
+async def test_every_item_arrives_when_frames_are_torn_across_reads(
+    impl_caller: CallerUnderTest, probe_worker: ProbeWorker
+):
+    """The same stream with checksum 0 on every frame, every write ending inside a frame: a caller must accept
+    the 0 (and reassemble the frames) however the bytes are cut, not only when a read holds one whole frame."""
+    answer = await impl_caller.call(probe_worker.endpoint("stream_split"), {"count": 200})
+    assert answer["outcome"] == "complete", {**answer, "items": answer["items"][:8]}
+    assert _seqs(answer) == list(range(200))
+
+
 @pytest.mark.req("RS-CALLER-ITEMS")
 @pytest.mark.parametrize("codec", [PayloadCodec.JSON, PayloadCodec.MSGPACK], ids=["json", "msgpack"])
 async def test_items_of_every_shape_arrive_exactly(
