@@ -295,8 +295,8 @@ def test_locust_finds_the_profiles_from_outside_the_repository(tmp_path: Path) -
     """``-f`` imports every file of the directory, so each must import from any working directory.
 
     What is checked is that the run finds its profiles and judges them, not the machine's latency: the p99 and
-    request-count limits are lifted (``LOAD_FREE_LIMITS``), so the test runs beside others (the latency-gated
-    run of the same profile is ``test_headless_unary_run_against_reference_passes``)."""
+    request-count limits are lifted (``LOAD_FREE_LIMITS``), so the test runs beside others (the profile's own
+    limits gate the smoke, ``python -m loadtests.smoke``, alone in tox's loadtests env)."""
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     code, log = run_locust(["-u", "2", "-r", "2", "-t", "2s", "UnaryUser", *LOAD_FREE_LIMITS], tmp_path, cwd=outside)
