@@ -157,15 +157,13 @@ def deadline_run(
     request: pytest.FixtureRequest,
     deadline_runs: dict[str, asyncio.Task[dict[tuple[str, str], DeadlineRun | BaseException]]],
     impl_callers_for_deadline_checks: dict[tuple[str, str], CallerUnderTest],
-    impl_caller_for_ack_deadline: CallerUnderTest,
-    impl_caller_for_callhome_deadline: CallerUnderTest,
+    plane: str,
 ) -> Callable[[str], Awaitable[DeadlineRun]]:
     """``run(behaviour)``: the call meeting the deadline ``behaviour`` is for, on this test's plane.
 
     The first test of the module makes every call of every plane (``RUNS``) at once, each on its own probe worker and
     timed on its own clock, and waits for all of them (no probe worker outlives the test that started it): the calls
     share nothing the deadlines depend on, so the module sits out its longest deadline once, not each in turn."""
-    plane = impl_caller_for_ack_deadline.plane
     callers = impl_callers_for_deadline_checks
     planes = list(dict.fromkeys(caller_plane for caller_plane, _ in callers))
     hello = session_of(request.config).hello
