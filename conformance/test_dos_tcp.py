@@ -69,7 +69,9 @@ IDLE_TIMEOUT_S = 0.25
 CALLHOME_WRITE_TIMEOUT_S = 0.25
 # The trickled frame and the pipeline share one worker with the frame read deadline (shared_worker_with_settings):
 # neither leaves anything that decides the other's verdict (a trickling connection is closed, by the worker or at
-# the end of its scenario; a pipeline's requests are all answered), and the deadline is per connection.
+# the end of its scenario; a pipeline's requests are all answered), and the deadline is per connection.  The
+# pipeline runs first: a worker without the deadline passes it and fails the trickle, and a scenario not passed
+# retires its shared worker, so in this order such a worker is started once for both, not twice.
 FRAME_DEADLINE_ENV = {DEADLINE_ENV["tcp_frame_read"]: str(FRAME_READ_TIMEOUT_S)}
 
 # Partial frames: each attacker announces a frame as large as one connection may hold and sends three quarters of
@@ -157,10 +159,11 @@ STALLED_ITEM_BYTES = 10_000
 # Streams the worker was seen ending (attacks.streams_ended_by_worker) end the read at their end, so it costs nothing
 # to allow them much (measured: the reference's four are read and judged within 0.5 s with a CPU hog on one core).
 STALLED_READ_S = 3.0
-# Once the bound passed with a stream the worker has not ended (its end still established: the verdict), the read
-# only has to tell what /proc could not see (an end it closed that the table did not show): a second.  Sitting out
-# STALLED_READ_S there was the cost of every worker without the deadline.
-STILL_FED_READ_S = 1.0
+# Once the bound passed with a stream whose two ends /proc shows still established (the worker has not ended it: the
+# verdict), the read only gathers the figures of the message (items so far): a quarter second.  Sitting out
+# STALLED_READ_S there was the cost of every worker without the deadline.  Where /proc shows neither answer (a socket
+# it does not list), the read decides, and is given STALLED_READ_S.
+STILL_FED_READ_S = 0.25
 
 
 def _probe_calls(wire_client: WireClient, worker: WorkerUnderTest) -> Callable[[], Awaitable[None]]:
@@ -226,6 +229,44 @@ async def test_partial_frames_do_not_take_the_workers_memory(
     await _fds_back(pid, fds_before)
 
 
+@pytest.mark.req("ROB-DOS-TCP-FRAME-DEADLINE-EACH")
+@pytest.mark.planes("tcp")
+async def test_a_pipeline_of_frames_each_within_its_deadline_is_not_cut(
+    shared_worker_with_settings: WorkerFactory, wire_client: WireClient
+):
+    """A busy pooled connection is never idle between frames: its reads keep ending inside the next frame.
+
+    A deadline that runs from the first frame of such a run, not from each frame's own first byte, cuts a
+    healthy caller's connection as if it were trickling a single frame."""
+    worker = await shared_worker_with_settings(env=FRAME_DEADLINE_ENV)
+    record = worker.record("echo")
+    requests = [{"pipelined": seq} for seq in range(PIPELINED_FRAMES)]
+    probes = [wire_client.prepare(record, request) for request in requests]
+    frames = [WireClient.tcp_frame(record, probe) for probe in probes]
+    connection = await RawRequestConnection.to(record)
+    held = attacks.Attack(probes=probes)
+    try:
+        cut_after = await attacks.pipelined_frames(connection, frames, PIPELINE_INTERVAL_S)
+        acks = [await connection.read_ack(5.0) for _ in frames]
+        transcripts = await asyncio.gather(
+            *(attacks.echoed(probe, timeout=10.0) for probe, ack in zip(probes, acks, strict=True) if ack == b"")
+        )
+    finally:
+        connection.close()
+        await held.close()
+    served = [values for values in transcripts if values is not None]
+    _figures("frame-deadline-each", cut_after_s=cut_after, acks=len([a for a in acks if a == b""]), served=len(served))
+    assert cut_after is None and not connection.closed_by_peer, (
+        f"the worker closed a connection {cut_after or 0:.1f}s into a pipeline of {PIPELINED_FRAMES} frames, each "
+        f"complete within {PIPELINE_INTERVAL_S * 2:.1f}s of its first byte (asked deadline {FRAME_READ_TIMEOUT_S}s); "
+        f"ACKs: {[a[:80] if a else a for a in acks if a != b''][:3]}"
+    )
+    assert acks == [b""] * len(frames), f"not every pipelined request was acknowledged empty: {acks}"
+    assert sorted(served, key=str) == sorted(([r] for r in requests), key=str), (
+        f"{len(served)} of {len(requests)} pipelined requests were echoed back"
+    )
+
+
 @pytest.mark.req("ROB-DOS-TCP-FRAME-DEADLINE")
 @pytest.mark.planes("tcp")
 async def test_a_frame_trickled_byte_by_byte_is_cut_at_its_deadline(
@@ -264,44 +305,6 @@ async def test_a_frame_trickled_byte_by_byte_is_cut_at_its_deadline(
     )
     _assert_served(seen, "the trickled frames")
     await _fds_back(pid, fds_before)
-
-
-@pytest.mark.req("ROB-DOS-TCP-FRAME-DEADLINE-EACH")
-@pytest.mark.planes("tcp")
-async def test_a_pipeline_of_frames_each_within_its_deadline_is_not_cut(
-    shared_worker_with_settings: WorkerFactory, wire_client: WireClient
-):
-    """A busy pooled connection is never idle between frames: its reads keep ending inside the next frame.
-
-    A deadline that runs from the first frame of such a run, not from each frame's own first byte, cuts a
-    healthy caller's connection as if it were trickling a single frame."""
-    worker = await shared_worker_with_settings(env=FRAME_DEADLINE_ENV)
-    record = worker.record("echo")
-    requests = [{"pipelined": seq} for seq in range(PIPELINED_FRAMES)]
-    probes = [wire_client.prepare(record, request) for request in requests]
-    frames = [WireClient.tcp_frame(record, probe) for probe in probes]
-    connection = await RawRequestConnection.to(record)
-    held = attacks.Attack(probes=probes)
-    try:
-        cut_after = await attacks.pipelined_frames(connection, frames, PIPELINE_INTERVAL_S)
-        acks = [await connection.read_ack(5.0) for _ in frames]
-        transcripts = await asyncio.gather(
-            *(attacks.echoed(probe, timeout=10.0) for probe, ack in zip(probes, acks, strict=True) if ack == b"")
-        )
-    finally:
-        connection.close()
-        await held.close()
-    served = [values for values in transcripts if values is not None]
-    _figures("frame-deadline-each", cut_after_s=cut_after, acks=len([a for a in acks if a == b""]), served=len(served))
-    assert cut_after is None and not connection.closed_by_peer, (
-        f"the worker closed a connection {cut_after or 0:.1f}s into a pipeline of {PIPELINED_FRAMES} frames, each "
-        f"complete within {PIPELINE_INTERVAL_S * 2:.1f}s of its first byte (asked deadline {FRAME_READ_TIMEOUT_S}s); "
-        f"ACKs: {[a[:80] if a else a for a in acks if a != b''][:3]}"
-    )
-    assert acks == [b""] * len(frames), f"not every pipelined request was acknowledged empty: {acks}"
-    assert sorted(served, key=str) == sorted(([r] for r in requests), key=str), (
-        f"{len(served)} of {len(requests)} pipelined requests were echoed back"
-    )
 
 
 @pytest.mark.req("ROB-DOS-TCP-IDLE")
@@ -476,7 +479,8 @@ async def test_a_caller_that_never_reads_loses_its_stream(impl_worker_factory: W
         waited = time.monotonic() - waiting
         # Read what the kernel still holds, then the end; a stream still going ends the read at the timeout.
         reading = time.monotonic()
-        outcomes = await attacks.stream_ends(held, probes, STALLED_READ_S if ended else STILL_FED_READ_S)
+        still_fed = not ended and attacks.streams_seen_still_open(held)
+        outcomes = await attacks.stream_ends(held, probes, STILL_FED_READ_S if still_fed else STALLED_READ_S)
         read = time.monotonic() - reading
     finally:
         await held.close()

@@ -55,6 +55,7 @@ async def test_a_stalled_stream_is_seen_ended_when_the_worker_closes_its_end_wit
         await asyncio.wait_for(filled.wait(), 10.0)
         held = attacks.Attack(sessions=[cast(CallHomeSession, _Session(writer))])
         assert await attacks.streams_ended_by_worker(held, 2.0) is closes
+        assert attacks.streams_seen_still_open(held) is not closes
     finally:
         writer.close()
         server.close()
