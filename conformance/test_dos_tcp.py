@@ -51,12 +51,15 @@ LEGIT_P99_BOUND_S = 1.0
 FD_SLACK = 8
 # How long the worker gets to give descriptors back after the attackers leave.
 FD_SETTLE_S = 5.0
-# How late after its deadline a connection may be closed: the check runs on a timer, on a loaded machine.  Measured
-# (the reference, 2-core machine, a CPU hog on one core, load 5-7, 2026-11-27): a trickled frame closed at most 75 ms
-# after its deadline, an idle connection 26 ms, a stalled call-home seen ended 0.22 s after it (through the 50 ms poll
-# and a legitimate call in flight); a second is over four times the latest (it was 2 s, which every worker without
-# the deadline made the suite sit out, four times per run).
+# How late after its deadline a request connection may be closed: the check runs on a timer, on a loaded machine.
+# Measured (the reference, 2-core machine, a CPU hog on one core, load 5-11, 2026-11-27, eight runs): a trickled frame
+# closed at most 75 ms after its deadline, an idle connection 26 ms; a second is over ten times the latest (it was 2 s,
+# which every worker without these deadlines made the suite sit out).
 CLOSE_SLACK_S = 1.0
+# ... and a stalled call-home, seen ended through /proc (polled every 50 ms) while the worker still runs the other
+# streams and the legitimate calls: at most 1.1 s after its write deadline in the same runs (0.1-0.7 s in most).
+# Twice that: past this bound a stream /proc still shows established is the verdict.
+CALLHOME_CLOSE_SLACK_S = 2.0
 
 # Deadlines handed to the implementation, short so that the scenarios stay fast.  The frame read deadline is the
 # longest of them: the pipeline scenario must tell a deadline per frame (each frame here is whole within a fifth
@@ -157,7 +160,8 @@ STALLED_ITEM_BYTES = 10_000
 # Reading a stalled stream again, once the worker ended it or the bound passed: what the kernel holds (a few MB)
 # comes at once, then the end; a stream the worker still feeds is read this long, and then counted as going on.
 # Streams the worker was seen ending (attacks.streams_ended_by_worker) end the read at their end, so it costs nothing
-# to allow them much (measured: the reference's four are read and judged within 0.5 s with a CPU hog on one core).
+# to allow them much (measured: the reference's four are read and judged in 0.1-1.6 s, load 5-11, a CPU hog on one
+# core: the reading is CPU, a few MB of frames parsed in Python, not waiting).
 STALLED_READ_S = 3.0
 # Once the bound passed with a stream whose two ends /proc shows still established (the worker has not ended it: the
 # verdict), the read only gathers the figures of the message (items so far): a quarter second.  Sitting out
@@ -472,11 +476,14 @@ async def test_a_caller_that_never_reads_loses_its_stream(impl_worker_factory: W
         wire_client, record, streams=4, count=STALLED_ITEMS, size=STALLED_ITEM_BYTES
     )
     try:
-        wait = CALLHOME_WRITE_TIMEOUT_S + CLOSE_SLACK_S
+        wait = CALLHOME_WRITE_TIMEOUT_S + CALLHOME_CLOSE_SLACK_S
         # Until the worker has ended every stream (no need to sit out the bound then), or the bound.
         waiting = time.monotonic()
-        ended, seen = await legit_during(attacks.streams_ended_by_worker(held, wait), _probe_calls(wire_client, worker))
-        waited = time.monotonic() - waiting
+
+        async def ended_by_worker() -> tuple[bool, float]:
+            return await attacks.streams_ended_by_worker(held, wait), time.monotonic() - waiting
+
+        (ended, waited), seen = await legit_during(ended_by_worker(), _probe_calls(wire_client, worker))
         # Read what the kernel still holds, then the end; a stream still going ends the read at the timeout.
         reading = time.monotonic()
         still_fed = not ended and attacks.streams_seen_still_open(held)
