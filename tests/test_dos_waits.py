@@ -142,3 +142,20 @@ async def test_an_attack_not_decided_runs_to_its_end_and_its_failure_propagates(
 
     with pytest.raises(RuntimeError, match="attack broke"):
         await attacks._until_done_or_decided(asyncio.ensure_future(attack()), lambda: False, poll=0.01)
+
+
+async def test_an_attack_whose_wait_is_cancelled_is_cancelled_too():
+    ended = asyncio.Event()
+
+    async def attack() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            ended.set()
+
+    waiting = asyncio.ensure_future(attacks._until_done_or_decided(asyncio.ensure_future(attack()), None, poll=0.01))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert ended.is_set()
