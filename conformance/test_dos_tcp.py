@@ -204,17 +204,19 @@ async def test_partial_frames_do_not_take_the_workers_memory(
     fds_before = tree_open_fds(pid)
     budget, per_connection = dos_limits("tcp_buffer_budget"), dos_limits("tcp_connection_buffer_limit")
     sized = PartialFrameAttack.sized(budget, per_connection)
-    attack = attacks.partial_frames(
-        record,
-        connections=sized.connections,
-        send=sized.send,
-        declared=sized.declared,
-        layout=wire_client.layout,
-    )
     held = attacks.Attack()
     try:
         with PeakRss(pid) as memory:
-            held, seen = await legit_during(attack, _probe_calls(wire_client, worker))
+            over = memory.over(sized.rss_bound)  # the verdict, once decided: the attack and the calls end there
+            attack = attacks.partial_frames(
+                record,
+                connections=sized.connections,
+                send=sized.send,
+                declared=sized.declared,
+                layout=wire_client.layout,
+                decided=over,
+            )
+            held, seen = await legit_during(attack, _probe_calls(wire_client, worker), decided=over)
     finally:
         await held.close()
     in_force = f"{budget.describe()}; {per_connection.describe()}"
