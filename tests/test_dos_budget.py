@@ -18,6 +18,7 @@ from fixtures.dos.budget import (
     LegitLatencies,
     PeakRss,
     echo_call,
+    legit_calls_for,
     legit_during,
     peak_rss_during,
     settle,
@@ -213,3 +214,36 @@ def test_a_partial_frame_prelude_follows_the_revisions_frame_layout() -> None:
     # 0.7.1 as captured: u16 path_len | path | u32 payload_len (no headers block)
     assert attacks.frame_prelude(record, 357, REVISION_0_7) == b"\x00\x04echo\x00\x00\x01\x65"
     assert attacks.frame_prelude(record, 357, LATEST) == b"\x00\x04echo\x00\x00\x00\x00\x01\x65"
+
+
+async def test_legit_calls_for_a_window_stop_at_the_first_failure():
+    calls = 0
+
+    async def call() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise ConnectionResetError("reset")
+
+    seen = await legit_calls_for(5.0, call, interval=0.01)
+    assert calls == 2 and seen.failures == ["ConnectionResetError: reset"] and len(seen.latencies) == 1
+
+
+async def test_legit_calls_for_a_window_last_the_window_and_make_at_least_the_minimum():
+    async def call() -> None:
+        await asyncio.sleep(0.01)
+
+    started = asyncio.get_running_loop().time()
+    seen = await legit_calls_for(0.2, call, interval=0.01)
+    assert asyncio.get_running_loop().time() - started >= 0.2 and seen.calls >= 5 and not seen.failures
+    slow = await legit_calls_for(0.0, call, interval=0.0, min_calls=3)
+    assert slow.calls == 3 and not slow.failures
+
+
+def test_over_a_bound_is_decided_once_the_peak_passes_it():
+    sampler = PeakRss(1)  # never entered: nothing is sampled
+    over = sampler.over(10 * MIB)
+    sampler.baseline, sampler.peak = 100 * MIB, 105 * MIB
+    assert not over()
+    sampler.peak = 111 * MIB
+    assert over()

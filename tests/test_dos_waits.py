@@ -55,6 +55,7 @@ async def test_a_stalled_stream_is_seen_ended_when_the_worker_closes_its_end_wit
         await asyncio.wait_for(filled.wait(), 10.0)
         held = attacks.Attack(sessions=[cast(CallHomeSession, _Session(writer))])
         assert await attacks.streams_ended_by_worker(held, 2.0) is closes
+        assert attacks.streams_seen_still_open(held) is not closes
     finally:
         writer.close()
         server.close()
@@ -111,3 +112,50 @@ async def test_the_attacker_process_runs_attacks_in_forked_children_and_reports_
     finally:
         await attacker.close()
         server.close()
+
+
+async def test_an_attack_ends_as_soon_as_its_verdict_is_decided():
+    flags = {"decided": False}
+    ended = asyncio.Event()
+
+    async def attack() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            ended.set()
+
+    async def decide_soon() -> None:
+        await asyncio.sleep(0.1)
+        flags["decided"] = True
+
+    deciding = asyncio.ensure_future(decide_soon())
+    started = asyncio.get_running_loop().time()
+    await attacks._until_done_or_decided(asyncio.ensure_future(attack()), lambda: flags["decided"], poll=0.01)
+    await deciding
+    assert ended.is_set() and asyncio.get_running_loop().time() - started < 1.0
+
+
+async def test_an_attack_not_decided_runs_to_its_end_and_its_failure_propagates():
+    async def attack() -> None:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("attack broke")
+
+    with pytest.raises(RuntimeError, match="attack broke"):
+        await attacks._until_done_or_decided(asyncio.ensure_future(attack()), lambda: False, poll=0.01)
+
+
+async def test_an_attack_whose_wait_is_cancelled_is_cancelled_too():
+    ended = asyncio.Event()
+
+    async def attack() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            ended.set()
+
+    waiting = asyncio.ensure_future(attacks._until_done_or_decided(asyncio.ensure_future(attack()), None, poll=0.01))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert ended.is_set()
