@@ -19,18 +19,24 @@ import pytest
 from fixtures.failures import PROMPT_DEADLINE_S, assert_prompt_failure, before
 from fixtures.judge.routing import nats_service_name, nats_subject
 from fixtures.nats_server import NatsServer
-from fixtures.plugin import session_of
 from fixtures.probes.callhome_recorder import CallHomeRecorder
 from fixtures.probes.probe_worker import ProbeWorker
 from fixtures.probes.wire_client import WireClient, read_until_sentinel_then_close
 from fixtures.roles import CallerUnderTest, WorkerUnderTest
-from fixtures.timeouts import TimeoutInForce, deadline_check_handed, handed_environment
+from fixtures.timeouts import HANDED_S, TimeoutInForce, handed_environment
 
 pytestmark = pytest.mark.planes("nats")
 
 NatsServerFactory = Callable[..., NatsServer]
 # After a server restart, how often a test tries its call again until the implementation has reconnected.
 RETRY_POLL_S = 0.1
+# The ACK deadline handed to the restart test's caller, whose call in flight never gets an ACK and may end only at
+# this deadline: it was the 3 s every caller is handed (against Dynamo 1.6.1, its fixed 10 s), sat out on every run.
+# Its other calls go to the probe worker, which ACKs on receipt (a healthy call's steps take milliseconds: its ACK to
+# its call-home took at most 63 ms at load 8-10, fixtures/timeouts.py), so a second is far from them, and one that
+# fails while the caller reconnects is tried again.  Whole seconds: Dynamo reads its request timeouts in seconds.
+RESTART_ACK_DEADLINE_S = 1.0
+RESTART_HANDED = {**HANDED_S, "ack": RESTART_ACK_DEADLINE_S}
 
 
 async def _fresh_server(factory: NatsServerFactory, **options: Any) -> NatsServer:
@@ -269,19 +275,14 @@ async def test_headers_count_towards_max_payload(
 @pytest.mark.robustness
 @pytest.mark.req("NATS-RECONNECT")
 async def test_caller_reconnects_after_a_server_restart(
-    request: pytest.FixtureRequest,
     impl_caller_factory: Callable[..., Awaitable[CallerUnderTest]],
     make_probe_worker: Callable[..., ProbeWorker],
     nats_server_factory: NatsServerFactory,
 ):
     server = await _fresh_server(nats_server_factory)
     # The call in flight goes to a worker that never ACKs: only the restart or the caller's ACK deadline can end it,
-    # and the test only asks that it fails, so the caller is handed the shortest ACK deadline the deadline checks
-    # hand (it was the 3 s of every caller, against Dynamo 1.6.1 its fixed 10 s), not a wait to sit out.  No other
-    # call here can meet it: each of them is ACKed by the probe worker within milliseconds, and one that fails
-    # while the caller reconnects is tried again anyway.
-    handed = handed_environment(deadline_check_handed("ack", session_of(request.config).hello))
-    caller = await impl_caller_factory(env={**handed, "NATS_SERVER": server.url})
+    # and the test only asks that it ends, so its caller is handed a short ACK deadline (RESTART_ACK_DEADLINE_S).
+    caller = await impl_caller_factory(env={**handed_environment(RESTART_HANDED), "NATS_SERVER": server.url})
     worker = make_probe_worker(caller.discovery, nats_url=server.url)
     await worker.start()
     try:
