@@ -22,8 +22,15 @@ NOTICE_WITHIN_S = 2.0  # RS-CALLER-DROP / RS-CALLER-TASK-CANCEL: first stop/kill
 CLOSE_WITHIN_S = 10.0  # ... and the call-home connection closed
 # RS-CALLER-TASK-CANCEL-HELD: the adapter keeps the stream referenced this long after cancelling its reading task,
 # longer than NOTICE_WITHIN_S, so the stop must come from the cancellation, not from releasing the stream.  The
-# suite ends the hold sooner (the adapter protocol's ``release``) once the probe worker has seen that stop.
-HOLD_AFTER_TASK_CANCEL_S = NOTICE_WITHIN_S + 1.0
+# suite ends the hold sooner (the adapter protocol's ``release``) once the probe worker has seen that stop, so only a
+# caller that fails sits it out.  The margin over NOTICE_WITHIN_S is what keeps a stop sent on the release from
+# passing for one within NOTICE_WITHIN_S of the cancellation: the suite dates the cancellation from the adapter's
+# answer, which follows the release, so such a stop reads as coming the hold minus that lag after it.  The lag seen
+# against the Dynamo releases whose kill comes on the release was 0.03-0.06 s (kill 2.94-2.97 s into a 3 s hold,
+# 0.8.1 to 1.6.1: conformance/expected_failures); half a second is eight times the most, and the 1 s margin it was
+# cost a second per plane on every run of such a caller.
+HOLD_MARGIN_S = 0.5
+HOLD_AFTER_TASK_CANCEL_S = NOTICE_WITHIN_S + HOLD_MARGIN_S
 RELEASE_POLL_S = 0.02  # how often the suite looks for the stop that lets it end the hold
 # An item every 50 ms for 20 s.  Not faster: the adapter answers with the items read before it let go, which must be
 # exactly the first two, and at load 12 an adapter took over 20 ms to cancel its reading task after the second.

@@ -1,0 +1,32 @@
+"""The Dynamo adapter hands the NATS ACK wait over where the installed release names its setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("dynamo.runtime")
+
+from fixtures.adapters import dynamo, dynamo_probes
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(dynamo_probes, "CACHE_DIR", tmp_path)
+
+
+def test_the_release_names_its_nats_request_timeout_setting_and_not_an_invented_one():
+    assert dynamo_probes.names_variable(dynamo.NATS_REQUEST_TIMEOUT)
+    assert not dynamo_probes.names_variable("DYN_NO_SUCH_SETTING_FOR_ANYTHING")
+    # Asked again, the answer comes from the cache (same answers).
+    assert dynamo_probes.names_variable(dynamo.NATS_REQUEST_TIMEOUT)
+    assert not dynamo_probes.names_variable("DYN_NO_SUCH_SETTING_FOR_ANYTHING")
+
+
+def test_the_nats_ack_wait_is_handed_over_where_the_release_names_the_setting(monkeypatch: pytest.MonkeyPatch):
+    assert dynamo.NATS_REQUEST_TIMEOUT in dynamo.timeout_settings()["ack"]
+    assert dynamo.timeouts_in_force()["ack"]["nats"] == "settable"
+    monkeypatch.setattr(dynamo_probes, "names_variable", lambda variable: False)
+    assert dynamo.timeout_settings()["ack"] == ("DYN_TCP_REQUEST_TIMEOUT", "DYN_HTTP_REQUEST_TIMEOUT")
+    assert dynamo.timeouts_in_force()["ack"]["nats"] == dynamo.NATS_FIXED_REQUEST_TIMEOUT_S
