@@ -16,3 +16,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "latency: the test gates on a latency limit; tox's unit env runs it after the xdist part, alone"
     )
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """The project's pytester, whose child pytest runs go without hypothesis's pytest plugin.
+
+    Why: no sample test of a child run uses hypothesis, and that plugin's terminal summary imports all of
+    hypothesis to say so (2 to 3 s of CPU per child run on the loaded 2-core machine: more than half of a child
+    pytest's start and finish). ``conformance/conftest.py`` does the same for the suite's own runs.
+    """
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
+    return pytester

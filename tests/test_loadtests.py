@@ -264,13 +264,19 @@ def accepts_connections(url: str) -> bool:
 
 # The unary profile's own limits (p99, request count) against the reference on every plane are the smoke's gate
 # (`python -m loadtests.smoke`, tox's loadtests env, alone on the machine); this test checks what a headless run
-# writes and how it is judged, under limits no load misses, so it runs beside other tests.
+# writes and how it is judged, under limits no load misses, so it runs beside other tests.  It runs from a
+# directory outside the repository: ``-f`` imports every file of the directory, so each must import from any
+# working directory (the run then finds its profiles and judges them).
 @pytest.mark.parametrize("load_plane", PLANES)
 def test_headless_unary_run_against_reference_passes(load_plane: str, tmp_path: Path) -> None:
     out = tmp_path / "unary"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
     arguments = ["-u", "4", "-r", "4", "-t", "3s", "UnaryUser", "--rp-plane", load_plane, "--json-file", str(out)]
-    code, log = run_locust([*arguments, "--rp-summary", f"{out}.verdict.json", *LOAD_FREE_LIMITS], tmp_path)
+    command = [*arguments, "--rp-summary", f"{out}.verdict.json", *LOAD_FREE_LIMITS]
+    code, log = run_locust(command, tmp_path, cwd=outside)
     assert code == 0, log[-3000:]
+    assert "[PASS] unary" in log
     entries: list[dict[str, Any]] = json.loads(Path(f"{out}.json").read_text())
     kinds = {entry["method"] for entry in entries}
     assert {load_plane, ITEMS} <= kinds
@@ -289,16 +295,3 @@ def test_headless_run_that_misses_its_threshold_exits_1(tmp_path: Path) -> None:
     code, log = run_locust(["-u", "2", "-r", "2", "-t", "2s", "UnaryUser", "--rp-p99-ms", "0.001"], tmp_path)
     assert code == 1, log[-3000:]
     assert "[FAIL] unary" in log
-
-
-def test_locust_finds_the_profiles_from_outside_the_repository(tmp_path: Path) -> None:
-    """``-f`` imports every file of the directory, so each must import from any working directory.
-
-    What is checked is that the run finds its profiles and judges them, not the machine's latency: the p99 and
-    request-count limits are lifted (``LOAD_FREE_LIMITS``), so the test runs beside others (the profile's own
-    limits gate the smoke, ``python -m loadtests.smoke``, alone in tox's loadtests env)."""
-    outside = tmp_path / "elsewhere"
-    outside.mkdir()
-    code, log = run_locust(["-u", "2", "-r", "2", "-t", "2s", "UnaryUser", *LOAD_FREE_LIMITS], tmp_path, cwd=outside)
-    assert code == 0, log[-3000:]
-    assert "[PASS] unary" in log
