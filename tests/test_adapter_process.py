@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,21 @@ async def test_a_mute_living_adapter_is_named_so(tmp_path: Path, monkeypatch: py
         await adapter.start()
     await adapter.stop(timeout=2.0)
     assert adapter.process is not None and adapter.process.returncode is not None, "stopped by PID"
+
+
+async def test_an_adapter_that_missed_an_answer_is_signalled_at_once_at_stop(tmp_path: Path) -> None:
+    # Answers its hello, then never again: stuck, as an adapter whose event loop is blocked for good.
+    script = (
+        "import json, sys, time\n"
+        "request = json.loads(sys.stdin.readline())\n"
+        "print(json.dumps({'id': request['id'], 'ok': True}), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    adapter = AdapterProcess(AdapterSpec(name="stuck", command=[sys.executable, "-c", script]), {}, tmp_path / "s.log")
+    await adapter.start()
+    with pytest.raises(AdapterError, match="no answer to call"):
+        await adapter.request("call", timeout=0.2)
+    started = time.monotonic()
+    await adapter.stop(timeout=40.0)  # asking, then waiting for it to exit by itself, would take 10 s each
+    assert adapter.process is not None and adapter.process.returncode == -signal.SIGTERM
+    assert time.monotonic() - started < 5.0, "a stuck adapter is not waited for before it is signalled"
