@@ -1,0 +1,42 @@
+"""The kernel's TCP table read right: addresses as it prints them, and the bytes a peer has not read yet."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from fixtures.proc_tcp import proc_address, unread_by_peer
+
+
+def test_proc_address_is_printed_as_proc_net_tcp_prints_it() -> None:
+    assert proc_address("127.0.0.1", 80) == ("0100007F:0050" if socket.htonl(1) != 1 else "7F000001:0050")
+
+
+def _unread_settled(sender: socket.socket, expected: int) -> int | None:
+    """What the table says is unread, once it says ``expected`` (loopback delivers at once; bounded)."""
+    deadline = time.monotonic() + 5.0
+    unread = unread_by_peer(sender.getsockname(), sender.getpeername())
+    while unread != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+        unread = unread_by_peer(sender.getsockname(), sender.getpeername())
+    return unread
+
+
+def test_bytes_the_peer_has_not_read_are_counted_until_it_reads_them() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        sender = socket.create_connection(listener.getsockname())
+        receiver, _ = listener.accept()
+        with sender, receiver:
+            assert _unread_settled(sender, 0) == 0
+            sender.sendall(b"x" * 1000)
+            assert _unread_settled(sender, 1000) == 1000
+            received = b""
+            while len(received) < 1000:
+                received += receiver.recv(1000)
+            assert _unread_settled(sender, 0) == 0
+
+
+def test_nothing_is_concluded_about_a_connection_the_table_does_not_show() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+    assert unread_by_peer(("127.0.0.1", port), ("127.0.0.1", port)) is None
