@@ -5,11 +5,16 @@ from __future__ import annotations
 import socket
 import time
 
+import pytest
+
 from fixtures.proc_tcp import proc_address, unread_by_peer
 
 
 def test_proc_address_is_printed_as_proc_net_tcp_prints_it() -> None:
-    assert proc_address("127.0.0.1", 80) == ("0100007F:0050" if socket.htonl(1) != 1 else "7F000001:0050")
+    little_endian = socket.htonl(1) != 1
+    assert proc_address("127.0.0.1", 80) == ("0100007F:0050" if little_endian else "7F000001:0050")
+    loopback6 = "00000000" * 3 + ("01000000" if little_endian else "00000001")
+    assert proc_address("::1", 443) == f"{loopback6}:01BB"
 
 
 def _unread_settled(sender: socket.socket, expected: int) -> int | None:
@@ -22,9 +27,11 @@ def _unread_settled(sender: socket.socket, expected: int) -> int | None:
     return unread
 
 
-def test_bytes_the_peer_has_not_read_are_counted_until_it_reads_them() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        sender = socket.create_connection(listener.getsockname())
+@pytest.mark.parametrize("loopback", ["127.0.0.1", "::1"])  # some Dynamo callers listen for the call-home on ::1
+def test_bytes_the_peer_has_not_read_are_counted_until_it_reads_them(loopback: str) -> None:
+    family = socket.AF_INET6 if ":" in loopback else socket.AF_INET
+    with socket.create_server((loopback, 0), family=family) as listener:
+        sender = socket.create_connection(listener.getsockname()[:2])
         receiver, _ = listener.accept()
         with sender, receiver:
             assert _unread_settled(sender, 0) == 0
