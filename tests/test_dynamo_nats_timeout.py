@@ -1,12 +1,14 @@
-"""The Dynamo adapter hands the NATS ACK wait over where the installed release names its setting."""
+"""The Dynamo adapter hands the NATS ACK wait over where the installed release names its setting.
+
+Needs ai-dynamo-runtime installed: tox runs it in the dynamo env (the unit env, without Dynamo, leaves it out), and
+without Dynamo it fails at the import, never skips."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("dynamo.runtime")
+from dynamo.runtime import DistributedRuntime  # noqa: F401  (a missing Dynamo must fail here, not skip)
 
 from fixtures.adapters import dynamo, dynamo_probes
 
