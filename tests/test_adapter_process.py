@@ -48,3 +48,25 @@ async def test_an_adapter_that_missed_an_answer_is_signalled_at_once_at_stop(tmp
     await adapter.stop(timeout=40.0)  # asking, then waiting for it to exit by itself, would take 10 s each
     assert adapter.process is not None and adapter.process.returncode == -signal.SIGTERM
     assert time.monotonic() - started < 5.0, "a stuck adapter is not waited for before it is signalled"
+
+
+async def test_a_request_that_could_not_be_sent_is_not_left_waiting_for_an_answer(tmp_path: Path) -> None:
+    # Closes its stdin and lives on: a request cannot be written, and must not stay among those awaiting an answer
+    # (once the adapter's answers end, an exception would be set on it that nobody retrieves).
+    script = "import os, time; os.close(0); time.sleep(30)"
+    adapter = AdapterProcess(AdapterSpec(name="deaf", command=[sys.executable, "-c", script]), {}, tmp_path / "d.log")
+    await adapter._spawn(adapter.spec.command, {})
+    try:
+        refused = False
+        for _ in range(100):  # until the child has closed its stdin (before that, each request goes unanswered)
+            try:
+                await adapter.request("hello", timeout=0.05)
+            except AdapterError:
+                continue
+            except ConnectionError:
+                refused = True
+                break
+        assert refused, "a request to an adapter that closed its stdin was written"
+        assert adapter._waiting == {}
+    finally:
+        await adapter.stop(timeout=2.0)
