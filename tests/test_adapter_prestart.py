@@ -164,6 +164,12 @@ class _Options:
         return self.options[name]
 
 
+class _XdistWorkerOptions(_Options):
+    """... in an xdist worker (pytest-xdist gives its config ``workerinput``)."""
+
+    workerinput: dict[str, str] = {}
+
+
 @pytest.mark.parametrize(
     ("options", "prestart"),
     [
@@ -175,6 +181,11 @@ class _Options:
 )
 def test_only_the_built_in_adapters_are_prestarted_unless_asked(options: dict[str, str], prestart: bool) -> None:
     assert adapter_spec(_Options(**options)).prestart is prestart  # type: ignore[arg-type]
+
+
+def test_by_default_an_xdist_worker_starts_its_adapters_cold_as_every_core_is_busy_already() -> None:
+    assert adapter_spec(_XdistWorkerOptions(**{"--adapter-start": "auto"})).prestart is False  # type: ignore[arg-type]
+    assert adapter_spec(_XdistWorkerOptions(**{"--adapter-start": "prestart"})).prestart is True  # type: ignore[arg-type]
 
 
 def test_asking_to_prestart_an_adapter_that_is_not_a_python_module_is_a_usage_error() -> None:
