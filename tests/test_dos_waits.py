@@ -109,15 +109,17 @@ async def test_the_attacker_process_runs_attacks_in_forked_children_and_reports_
         server.close()
 
 
+async def _endless_attack(ended: asyncio.Event) -> None:
+    """An attack that would run 10 s, and says when it ended (cancelled, here)."""
+    try:
+        await asyncio.sleep(10)
+    finally:
+        ended.set()
+
+
 async def test_an_attack_ends_as_soon_as_its_verdict_is_decided():
     flags = {"decided": False}
     ended = asyncio.Event()
-
-    async def attack() -> None:
-        try:
-            await asyncio.sleep(10)
-        finally:
-            ended.set()
 
     async def decide_soon() -> None:
         await asyncio.sleep(0.1)
@@ -125,7 +127,9 @@ async def test_an_attack_ends_as_soon_as_its_verdict_is_decided():
 
     deciding = asyncio.ensure_future(decide_soon())
     started = asyncio.get_running_loop().time()
-    await attacks._until_done_or_decided(asyncio.ensure_future(attack()), lambda: flags["decided"], poll=0.01)
+    await attacks._until_done_or_decided(
+        asyncio.ensure_future(_endless_attack(ended)), lambda: flags["decided"], poll=0.01
+    )
     await deciding
     assert ended.is_set() and asyncio.get_running_loop().time() - started < 1.0
 
@@ -141,14 +145,8 @@ async def test_an_attack_not_decided_runs_to_its_end_and_its_failure_propagates(
 
 async def test_an_attack_whose_wait_is_cancelled_is_cancelled_too():
     ended = asyncio.Event()
-
-    async def attack() -> None:
-        try:
-            await asyncio.sleep(10)
-        finally:
-            ended.set()
-
-    waiting = asyncio.ensure_future(attacks._until_done_or_decided(asyncio.ensure_future(attack()), None, poll=0.01))
+    attack = asyncio.ensure_future(_endless_attack(ended))
+    waiting = asyncio.ensure_future(attacks._until_done_or_decided(attack, None, poll=0.01))
     await asyncio.sleep(0.05)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
