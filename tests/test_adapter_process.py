@@ -22,6 +22,20 @@ async def test_an_adapter_that_exits_at_once_is_reported_with_its_exit_code(tmp_
     assert f"exited (code {code})" in str(raised.value)
 
 
+async def test_a_request_to_an_adapter_already_reaped_names_its_exit_code(tmp_path: Path) -> None:
+    # Under load the child may exit and be reaped before the first request is written (CI's wheel env saw
+    # "is not running" where the other two ways of noticing a dead adapter say how it ended).
+    adapter = AdapterProcess(
+        AdapterSpec(name="dead", command=[sys.executable, "-c", "import sys; sys.exit(3)"]), {}, tmp_path / "d.log"
+    )
+    await adapter._spawn(adapter.spec.command, {})
+    assert adapter.process is not None
+    await adapter.process.wait()
+    with pytest.raises(AdapterError, match=r"exited \(code 3\)"):
+        await adapter.request("hello")
+    await adapter.stop()
+
+
 async def test_a_mute_living_adapter_is_named_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("fixtures.adapter_process.EXIT_STATUS_WAIT_S", 0.5)
     script = "import os, time; os.close(1); time.sleep(30)"
