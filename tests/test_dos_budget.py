@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import msgpack
 import pytest
 
-from fixtures.dos import attacks
+from fixtures.dos import attacks, budget
 from fixtures.dos.budget import (
     MIB,
     Footprint,
@@ -87,7 +87,11 @@ def child() -> Iterator[Child]:
         running.stop()
 
 
-def test_the_tree_covers_forked_children(child: Child):
+@pytest.mark.parametrize("children_listed", [True, False], ids=["children-files", "scan-of-proc"])
+def test_the_tree_covers_forked_children(child: Child, children_listed: bool, monkeypatch: pytest.MonkeyPatch):
+    if children_listed:
+        assert budget.CHILDREN_LISTED, "this Linux lists each thread's children (CONFIG_PROC_CHILDREN), as CI's does"
+    monkeypatch.setattr(budget, "CHILDREN_LISTED", children_listed)
     assert tree_pids(child.pid) == [child.pid]
     child.do("fork")
     assert len(tree_pids(child.pid)) == 2

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from fixtures.proc_tcp import proc_address, unread_by_peer
+from fixtures.proc_tcp import proc_address, tcp_sockets, unread_by_peer
 
 
 def test_proc_address_is_printed_as_proc_net_tcp_prints_it() -> None:
@@ -47,3 +47,20 @@ def test_nothing_is_concluded_about_a_connection_the_table_does_not_show() -> No
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
     assert unread_by_peer(("127.0.0.1", port), ("127.0.0.1", port)) is None
+
+
+def test_asked_for_ports_only_the_sockets_at_them_are_listed() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener, socket.create_server(("127.0.0.1", 0)) as other:
+        sender = socket.create_connection(listener.getsockname()[:2])
+        receiver, _ = listener.accept()
+        with sender, receiver:
+            ends = (proc_address(*sender.getsockname()), proc_address(*sender.getpeername()))
+            listed = tcp_sockets((sender.getsockname()[1],))
+            assert ends in listed and ends[::-1] in listed, "both ends of the connection at the port asked for"
+            assert all(sender.getsockname()[1] in _ports(pair) for pair in listed)
+            assert ends not in tcp_sockets((other.getsockname()[1],))
+            assert ends in tcp_sockets(), "without ports: every socket"
+
+
+def _ports(pair: tuple[str, str]) -> set[int]:
+    return {int(end.rsplit(":", 1)[1], 16) for end in pair}
