@@ -375,11 +375,13 @@ async def test_truncated_frame_is_dropped_and_the_connection_closed(
 
 
 async def _send_and_drop(record: InstanceRecord, data: bytes) -> None:
+    """Send ``data`` and hold the connection until the worker answers or closes it, at most ``NOT_RUN_WINDOW_S``
+    (by then it has read the bytes: loopback, milliseconds), so that the bystander's check comes after them."""
     connection = await RawRequestConnection.to(record)
     try:
         await connection.send(data)
         with contextlib.suppress(TimeoutError):
-            await connection.read_ack(0.5)
+            await connection.read_ack(NOT_RUN_WINDOW_S)
     finally:
         connection.close()
 
