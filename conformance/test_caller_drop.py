@@ -16,7 +16,7 @@ import pytest
 
 from fixtures.adapter_process import AdapterError
 from fixtures.probes.probe_worker import ProbeWorker
-from fixtures.roles import CallerUnderTest
+from fixtures.roles import CallerUnderTest, unless_the_call_fails
 
 NOTICE_WITHIN_S = 2.0  # RS-CALLER-DROP / RS-CALLER-TASK-CANCEL: first stop/kill after the consumer let go
 CLOSE_WITHIN_S = 10.0  # ... and the call-home connection closed
@@ -81,7 +81,7 @@ async def _release_once_stopped(
     """End the adapter's hold as soon as the probe worker saw a stop or kill: how long it had held.
 
     None: the hold ran its full length (no stop came while it held, or the adapter cannot end it sooner)."""
-    (received,) = await probe_worker.wait_for_requests(1)
+    (received,) = await unless_the_call_fails(call, probe_worker.wait_for_requests(1))
     while not received.activity.controls and not call.done():
         await asyncio.sleep(RELEASE_POLL_S)
     if call.done():

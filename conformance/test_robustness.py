@@ -33,7 +33,7 @@ from fixtures.probes.probe_worker import ProbeWorker, ReceivedRequest
 from fixtures.probes.wire_client import ProbeResult, RawRequestConnection, WireClient, read_until_sentinel_then_close
 from fixtures.proc_tcp import unread_by_peer
 from fixtures.process_activity import ActivitySample, BlockedDetector
-from fixtures.roles import CallerUnderTest, WorkerUnderTest, nats_url_for
+from fixtures.roles import CallerUnderTest, WorkerUnderTest, nats_url_for, unless_the_call_fails
 
 pytestmark = pytest.mark.robustness
 
@@ -263,7 +263,7 @@ async def test_stray_call_home_connections_do_not_touch_the_real_stream(
     impl_caller: CallerUnderTest, probe_worker: ProbeWorker
 ):
     call = asyncio.ensure_future(impl_caller.call(probe_worker.endpoint("slow"), dict(REAL_STREAM), deadline=30.0))
-    (received,) = await probe_worker.wait_for_requests(1)
+    (received,) = await unless_the_call_fails(call, probe_worker.wait_for_requests(1))
     assert received.envelope is not None
     info = received.envelope.callhome()
     # The intruders come once the caller has taken the real stream up: it has read the stream so far, and again after
@@ -339,7 +339,7 @@ async def test_a_worker_process_dying_mid_stream_is_an_error(
                 f"robust.{component}.slow", {"interval": 0.02, "count": 1000, "tag": "victim"}, deadline=30.0
             )
         )
-        await _victim_streamed(victim, VICTIM_ITEMS_BEFORE_NEIGHBOUR)
+        await unless_the_call_fails(call, _victim_streamed(victim, VICTIM_ITEMS_BEFORE_NEIGHBOUR))
         # The victim streams; now a second stream, from a live worker, in flight when the victim dies.
         neighbour = asyncio.ensure_future(
             impl_caller.call(probe_worker.endpoint("slow"), dict(NEIGHBOUR_STREAM), deadline=30.0)

@@ -14,7 +14,7 @@ pytest_plugins = ["fixtures.plugin", "fixtures.roles", "fixtures.nats_server"]
 def pytest_configure(config: pytest.Config) -> None:
     # Here, not in pyproject.toml: the project's tests only (pyproject's markers are the suite's, as in suite.ini).
     config.addinivalue_line(
-        "markers", "latency: the test gates on a latency limit; tox's unit env runs it after the xdist part, alone"
+        "markers", "latency: the test gates on a latency limit; tox's loadtests env runs it, alone on the machine"
     )
 
 

@@ -214,6 +214,9 @@ def run_suite(
         "-q",
         "-p",
         "no:cacheprovider",
+        # A child run is serial: xdist's plugin (with execnet) would be imported for nothing, 0.1 CPU-s a run
+        "-p",
+        "no:xdist",
         "--impl",
         "faulty",
         "--impl-cmd",
