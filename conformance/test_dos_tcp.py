@@ -415,16 +415,27 @@ async def test_decode_bombs_of_small_containers_do_not_take_the_workers_memory(
 
 @pytest.mark.req("ROB-DOS-DECODE-DEPTH")
 @pytest.mark.planes("tcp", "nats", "http")
-async def test_deeply_nested_bodies_leave_the_worker_serving(impl_worker: WorkerUnderTest, wire_client: WireClient):
-    await _each_bomb_leaves_the_worker_serving(impl_worker, wire_client, bombs.deep())
+async def test_deeply_nested_bodies_leave_the_worker_serving(impl_worker_on_every_plane: WorkerOnEveryPlane[None]):
+    """Made on every plane at once, each on the plane's shared worker: a worker that acknowledges a bomb and drops it
+    makes its answer sit out NOT_RUN_WINDOW_S a bomb, once a run, not once per plane."""
+
+    async def deep(worker: WorkerUnderTest, wire_client: WireClient) -> None:
+        await _each_bomb_leaves_the_worker_serving(worker, wire_client, bombs.deep())
+
+    await impl_worker_on_every_plane(deep, None)
 
 
 @pytest.mark.req("ROB-DOS-DECODE-DECLARED")
 @pytest.mark.planes("tcp", "nats", "http")
 async def test_lengths_declared_beyond_the_body_leave_the_worker_serving(
-    impl_worker: WorkerUnderTest, wire_client: WireClient
+    impl_worker_on_every_plane: WorkerOnEveryPlane[None],
 ):
-    await _each_bomb_leaves_the_worker_serving(impl_worker, wire_client, bombs.declared())
+    """Made on every plane at once, as the deeply nested bodies."""
+
+    async def declared(worker: WorkerUnderTest, wire_client: WireClient) -> None:
+        await _each_bomb_leaves_the_worker_serving(worker, wire_client, bombs.declared())
+
+    await impl_worker_on_every_plane(declared, None)
 
 
 def _msgpack_advertised(codec: str | None, bomb: bombs.Bomb) -> None:
