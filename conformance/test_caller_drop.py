@@ -16,7 +16,7 @@ import pytest
 
 from fixtures.adapter_process import AdapterError
 from fixtures.probes.probe_worker import ProbeWorker
-from fixtures.roles import CallerUnderTest, unless_the_call_fails
+from fixtures.roles import CallerUnderTest, OnEveryPlane, unless_the_call_fails
 
 NOTICE_WITHIN_S = 2.0  # RS-CALLER-DROP / RS-CALLER-TASK-CANCEL: first stop/kill after the consumer let go
 CLOSE_WITHIN_S = 10.0  # ... and the call-home connection closed
@@ -105,6 +105,11 @@ async def test_cancelling_the_reading_task_cancels_the_stream(impl_caller: Calle
 
 @pytest.mark.req("RS-CALLER-TASK-CANCEL-HELD")
 async def test_cancelling_the_reading_task_cancels_a_stream_still_referenced(
-    impl_caller: CallerUnderTest, probe_worker: ProbeWorker
+    impl_caller_on_every_plane: OnEveryPlane[None],
 ):
-    await _abandon(impl_caller, probe_worker, "cancel_task", hold_s=HOLD_AFTER_TASK_CANCEL_S)
+    """Made on every plane at once: a caller that stops the stream only on its release sits out the hold once."""
+
+    async def held(caller: CallerUnderTest, worker: ProbeWorker) -> None:
+        await _abandon(caller, worker, "cancel_task", hold_s=HOLD_AFTER_TASK_CANCEL_S)
+
+    await impl_caller_on_every_plane(held)

@@ -12,7 +12,7 @@ from fixtures.failures import PROMPT_DEADLINE_S, assert_prompt_failure
 from fixtures.item_shapes import VARIED_VALUES, assert_same_values
 from fixtures.judge.codecs import PayloadCodec
 from fixtures.probes.probe_worker import ERROR_ITEM_TEXT, PROLOGUE_ERROR_TEXT, ProbeWorker
-from fixtures.roles import CallerUnderTest
+from fixtures.roles import CallerUnderTest, OnEveryPlane
 
 
 def _seqs(answer: dict[str, Any]) -> list[int]:
@@ -143,11 +143,18 @@ async def test_undecodable_frame_ends_the_call_with_an_error(impl_caller: Caller
 
 @pytest.mark.robustness
 @pytest.mark.req("RS-CALLER-FRAME-LIMIT")
-async def test_absurd_frame_length_ends_the_call_at_once(impl_caller: CallerUnderTest, probe_worker: ProbeWorker):
-    answer = await impl_caller.call(probe_worker.endpoint("absurd_frame"), {}, deadline=PROMPT_DEADLINE_S)
-    assert probe_worker.received, f"the request never reached the worker, so no prelude was sent: {answer}"
-    assert_prompt_failure(answer, "a prelude declaring 2^62-byte header and body")
-    assert _seqs(answer) in ([], [0])
+async def test_absurd_frame_length_ends_the_call_at_once(
+    impl_caller_on_every_plane: OnEveryPlane[None],
+):
+    """Made on every plane at once: a caller that waits for the declared bytes sits out PROMPT_DEADLINE_S once."""
+
+    async def absurd_frame(caller: CallerUnderTest, worker: ProbeWorker) -> None:
+        answer = await caller.call(worker.endpoint("absurd_frame"), {}, deadline=PROMPT_DEADLINE_S)
+        assert worker.received, f"the request never reached the worker, so no prelude was sent: {answer}"
+        assert_prompt_failure(answer, "a prelude declaring 2^62-byte header and body")
+        assert _seqs(answer) in ([], [0])
+
+    await impl_caller_on_every_plane(absurd_frame)
 
 
 @pytest.mark.req("RS-CALLER-FIN")

@@ -38,7 +38,7 @@ from fixtures.dos.budget import (
 from fixtures.dos.limits import LimitInForce, PartialFrameAttack
 from fixtures.judge.codecs import PayloadCodec
 from fixtures.probes.wire_client import RawRequestConnection, WireClient
-from fixtures.roles import WorkerUnderTest
+from fixtures.roles import WorkerOnEveryPlane, WorkerUnderTest
 
 pytestmark = [pytest.mark.robustness, pytest.mark.timeout(60)]
 
@@ -415,16 +415,27 @@ async def test_decode_bombs_of_small_containers_do_not_take_the_workers_memory(
 
 @pytest.mark.req("ROB-DOS-DECODE-DEPTH")
 @pytest.mark.planes("tcp", "nats", "http")
-async def test_deeply_nested_bodies_leave_the_worker_serving(impl_worker: WorkerUnderTest, wire_client: WireClient):
-    await _each_bomb_leaves_the_worker_serving(impl_worker, wire_client, bombs.deep())
+async def test_deeply_nested_bodies_leave_the_worker_serving(impl_worker_on_every_plane: WorkerOnEveryPlane[None]):
+    """Made on every plane at once, each on the plane's shared worker: a worker that acknowledges a bomb and drops it
+    makes its answer sit out NOT_RUN_WINDOW_S a bomb, once a run, not once per plane."""
+
+    async def deep(worker: WorkerUnderTest, wire_client: WireClient) -> None:
+        await _each_bomb_leaves_the_worker_serving(worker, wire_client, bombs.deep())
+
+    await impl_worker_on_every_plane(deep, None)
 
 
 @pytest.mark.req("ROB-DOS-DECODE-DECLARED")
 @pytest.mark.planes("tcp", "nats", "http")
 async def test_lengths_declared_beyond_the_body_leave_the_worker_serving(
-    impl_worker: WorkerUnderTest, wire_client: WireClient
+    impl_worker_on_every_plane: WorkerOnEveryPlane[None],
 ):
-    await _each_bomb_leaves_the_worker_serving(impl_worker, wire_client, bombs.declared())
+    """Made on every plane at once, as the deeply nested bodies."""
+
+    async def declared(worker: WorkerUnderTest, wire_client: WireClient) -> None:
+        await _each_bomb_leaves_the_worker_serving(worker, wire_client, bombs.declared())
+
+    await impl_worker_on_every_plane(declared, None)
 
 
 def _msgpack_advertised(codec: str | None, bomb: bombs.Bomb) -> None:
@@ -468,8 +479,13 @@ async def _each_bomb_leaves_the_worker_serving(
 
 @pytest.mark.req("ROB-DOS-CALLHOME-STALL")
 @pytest.mark.planes("tcp", "nats")
-async def test_a_caller_that_never_reads_loses_its_stream(impl_worker_factory: WorkerFactory, wire_client: WireClient):
-    worker = await impl_worker_factory(env={DEADLINE_ENV["callhome_write"]: str(CALLHOME_WRITE_TIMEOUT_S)})
+async def test_a_caller_that_never_reads_loses_its_stream(impl_worker_on_every_plane: WorkerOnEveryPlane[None]):
+    """Made on every plane at once (each on a worker of its own): a worker without the write deadline sits out its
+    bound once."""
+    await impl_worker_on_every_plane(_never_read, {DEADLINE_ENV["callhome_write"]: str(CALLHOME_WRITE_TIMEOUT_S)})
+
+
+async def _never_read(worker: WorkerUnderTest, wire_client: WireClient) -> None:
     pid = worker.adapter.pid
     assert pid is not None
     record = worker.record("stream")
@@ -495,7 +511,11 @@ async def test_a_caller_that_never_reads_loses_its_stream(impl_worker_factory: W
         await held.close()
     kept = [o for o in outcomes if o[0] or o[1] == "timeout"]
     _figures(
-        "callhome-stall", outcomes=outcomes, waited_s=round(waited, 3), read_s=round(read, 3), legit=seen.summary()
+        f"callhome-stall {worker.plane}",
+        outcomes=outcomes,
+        waited_s=round(waited, 3),
+        read_s=round(read, 3),
+        legit=seen.summary(),
     )
     assert not kept, (
         f"{len(kept)} of {len(probes)} streams whose caller read nothing for {wait:.1f}s were still going "

@@ -186,7 +186,7 @@ async def test_request_over_max_payload_fails_clearly(
 
 def _up_to_the_first_failure(sizes: list[int], answers: list[tuple[int, str]]) -> Iterator[int]:
     """``sizes`` upwards until one fails: every size past a failing one fails for the same reason, and each failure
-    can cost the caller a reconnect (5 s each against Dynamo 1.6.1)."""
+    can cost the caller a reconnect and a hold of the failed worker (``failed_worker_hold``, fixtures/timeouts.py)."""
     for size in sizes:
         if answers and answers[-1][1] != "complete":
             return
@@ -211,7 +211,8 @@ async def test_headers_count_towards_max_payload(
     The caller's envelope and headers are its own, so the suite measures them on a small request and
     then walks the payload size up the band where only the headers take a request over, to the first size
     that fails; the band's top goes at once on a second caller of its own, so that its failure costs the first
-    no reconnect (about 5 s against Dynamo 1.6.1, whose NATS connection the server closes at each failure).
+    no reconnect and no hold of its worker (Dynamo 1.6.1 holds back a worker whose call failed: the handed
+    ``failed_worker_hold``, fixtures/timeouts.py, which the walking caller's last call sits out once).
     Each request either arrives whole or fails at once; none may wait for an ACK that cannot come.
     """
     server = await _fresh_server(nats_server_factory, max_payload=64 * 1024)

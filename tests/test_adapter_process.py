@@ -88,3 +88,21 @@ async def test_a_request_that_could_not_be_sent_is_not_left_waiting_for_an_answe
         assert adapter._waiting == {}
     finally:
         await adapter.stop(timeout=2.0)
+
+
+async def test_a_discarded_adapter_is_signalled_at_once_not_asked_to_shut_down(tmp_path: Path) -> None:
+    # Answers every request, and would take 30 s to exit if asked to shut down: a graceful drain.
+    script = (
+        "import json, sys, time\n"
+        "for line in sys.stdin:\n"
+        "    request = json.loads(line)\n"
+        "    print(json.dumps({'id': request['id'], 'ok': True}), flush=True)\n"
+        "    if request['op'] == 'shutdown':\n"
+        "        time.sleep(30)\n"
+    )
+    adapter = AdapterProcess(AdapterSpec(name="slow", command=[sys.executable, "-c", script]), {}, tmp_path / "s.log")
+    await adapter.start()
+    started = time.monotonic()
+    await adapter.discard(timeout=40.0)
+    assert adapter.process is not None and adapter.process.returncode == -signal.SIGTERM
+    assert time.monotonic() - started < 5.0, "a discarded adapter's graceful shutdown was waited for"

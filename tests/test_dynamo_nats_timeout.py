@@ -1,4 +1,4 @@
-"""The Dynamo adapter hands the NATS ACK wait over where the installed release names its setting.
+"""The Dynamo adapter hands the NATS ACK wait and the failed-worker hold over where the release names their settings.
 
 Needs ai-dynamo-runtime installed: tox runs it in the dynamo env (the unit env, without Dynamo, leaves it out), and
 without Dynamo it fails at the import, never skips."""
@@ -32,3 +32,12 @@ def test_the_nats_ack_wait_is_handed_over_where_the_release_names_the_setting(mo
     monkeypatch.setattr(dynamo_probes, "names_variable", lambda variable: False)
     assert dynamo.timeout_settings()["ack"] == ("DYN_TCP_REQUEST_TIMEOUT", "DYN_HTTP_REQUEST_TIMEOUT")
     assert dynamo.timeouts_in_force()["ack"]["nats"] == dynamo.NATS_FIXED_REQUEST_TIMEOUT_S
+
+
+def test_the_failed_worker_hold_is_handed_over_where_the_release_names_the_setting(monkeypatch: pytest.MonkeyPatch):
+    """1.6.1 names DYN_RUNTIME_INHIBITED_DURATION_SECS; a release that does not is left at its documented 5 s."""
+    assert dynamo.timeout_settings()["failed_worker_hold"] == (dynamo.INHIBITED_DURATION,)
+    assert dynamo.timeouts_in_force()["failed_worker_hold"] == "settable"
+    monkeypatch.setattr(dynamo_probes, "names_variable", lambda variable: False)
+    assert "failed_worker_hold" not in dynamo.timeout_settings()
+    assert "failed_worker_hold" not in dynamo.timeouts_in_force()

@@ -1,0 +1,84 @@
+"""Checks made on every plane at once (fixtures.roles.impl_caller_on_every_plane): once a run, judged per plane.
+
+A check a failing implementation sits out (a prompt-failure check against a caller that never ends the call) costs
+its bound once per plane when each plane's test makes its own call.  The first of the test's planes to run makes it
+on every plane the session runs the test on; each plane's test still gets, and judges, only its own outcome (one
+verdict per requirement and plane), and a plane whose check failed has its shared caller retired.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+SAMPLE = """
+import pytest
+
+MADE = []
+PIDS = {}
+
+pytestmark = [pytest.mark.req("RS-CALLER-ITEMS")]
+
+
+async def echo_or_fail_on_nats(caller, worker):
+    MADE.append(caller.plane)
+    PIDS[caller.plane] = caller.adapter.pid
+    answer = await caller.call(worker.endpoint("echo"), {"plane": caller.plane})
+    assert caller.plane != "nats", "this check fails on nats only"
+    return answer["items"]
+
+
+async def test_a_made_on_every_plane_at_once(impl_caller_on_every_plane, plane):
+    items = await impl_caller_on_every_plane(echo_or_fail_on_nats)
+    assert sorted(MADE) == sorted(PLANES), f"not made on every plane by the first test: {MADE}"
+    assert items == [{"plane": plane}], "a plane's test got another plane's outcome"
+
+
+async def test_b_made_once_and_a_failed_planes_caller_retired(impl_caller, plane):
+    assert sorted(MADE) == sorted(PLANES), f"made more than once: {MADE}"
+    if plane == "nats":
+        assert impl_caller.adapter.pid != PIDS["nats"], "the caller the check failed on was handed on"
+    else:
+        assert impl_caller.adapter.pid == PIDS[plane], "a caller the check passed on was not shared"
+"""
+
+INI = """
+[pytest]
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = session
+asyncio_default_test_loop_scope = session
+markers =
+    req(*ids): requirement IDs
+    planes(*planes): planes
+    fresh_adapter: own adapter
+"""
+
+
+@pytest.mark.parametrize(("planes", "outcomes"), [("tcp,nats", {"passed": 3, "failed": 1}), ("tcp", {"passed": 2})])
+def test_a_check_is_made_once_on_every_plane_and_judged_per_plane(
+    pytester: pytest.Pytester, planes: str, outcomes: dict[str, int]
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_sample=SAMPLE.replace("MADE = []", f"MADE = []\nPLANES = {planes.split(',')!r}"))
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "fixtures.plugin",
+        "-p",
+        "fixtures.roles",
+        "-p",
+        "fixtures.nats_server",
+        "-p",
+        "no:cacheprovider",
+        "--impl",
+        "reference",
+        "--planes",
+        planes,
+        "--report-dir",
+        str(pytester.path / "reports"),
+        "-p",
+        "no:randomly",
+    )
+    result.assert_outcomes(**outcomes)
+    if "nats" in planes:
+        result.stdout.fnmatch_lines(["FAILED test_sample.py::test_a_made_on_every_plane_at_once[[]nats[]]*"])
