@@ -64,6 +64,9 @@ class _FakeAdapter:
     async def stop(self) -> None:
         self.stopped = True
 
+    async def discard(self) -> None:  # how the pool ends a worker nobody took (AdapterProcess.discard)
+        self.stopped = True
+
 
 async def test_fresh_workers_start_two_while_more_are_wanted_and_hand_out_the_idle_spare():
     started: list[_FakeAdapter] = []
