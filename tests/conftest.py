@@ -6,6 +6,8 @@
 it again in their own pytester sessions (``-p fixtures.plugin``).
 """
 
+from pathlib import Path
+
 import pytest
 
 pytest_plugins = ["fixtures.plugin", "fixtures.roles", "fixtures.nats_server"]
@@ -16,6 +18,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "latency: the test gates on a latency limit; tox's loadtests env runs it, alone on the machine"
     )
+
+
+# Where the latency-gated tests live: tox's loadtests env collects only this directory (importing every module of
+# tests to run one test cost it 4-11 s alone on the machine), so a `latency` test anywhere else would run nowhere.
+LATENCY_TESTS = Path(__file__).resolve().parent / "latency"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a `latency` test outside tests/latency: the unit env (which collects every module) fails on it."""
+    astray = [
+        item.nodeid for item in items if item.get_closest_marker("latency") and LATENCY_TESTS not in item.path.parents
+    ]
+    if astray:
+        raise pytest.UsageError(
+            f"latency-gated tests must live in {LATENCY_TESTS} (tox's loadtests env runs only it): {astray}"
+        )
 
 
 @pytest.fixture
