@@ -15,8 +15,8 @@ from typing import Any
 from loadtests.asyncio_bridge import AsyncioBridge
 from loadtests.cached_discovery import CachedDiscovery
 from loadtests.calls import LoadCalls
+from loadtests.endpoint_names import COMPONENT, NAMESPACE
 from loadtests.target_process import TargetProcess
-from loadtests.targets import COMPONENT, NAMESPACE
 from reference_impl.caller import Caller, CallerConfig
 from reference_impl.routing import EndpointId
 

@@ -40,12 +40,12 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests import latency_resolution
 from loadtests.calls import CallOutcome, Cancel, LoadCalls
+from loadtests.endpoint_names import COMPONENT, NAMESPACE
 from loadtests.gate import evaluate
 from loadtests.load_session import LoadSession, SessionSettings
 from loadtests.locust_reporting import report
 from loadtests.profiles import PROFILE_OF_USER_CLASS, PROFILES
 from loadtests.stats_rows import rows_from_stats
-from loadtests.targets import COMPONENT, NAMESPACE
 
 latency_resolution.install()
 

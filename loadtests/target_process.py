@@ -24,9 +24,10 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from loadtests.targets import TargetOptions, serve_target
+if TYPE_CHECKING:
+    from loadtests.targets import TargetOptions
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT = 90.0
@@ -34,6 +35,8 @@ STOP_TIMEOUT = 20.0
 
 
 async def _serve(options: TargetOptions, log_dir: str | None) -> int:
+    from loadtests.targets import serve_target
+
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -71,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         "--env", action="append", default=[], metavar="NAME=VALUE", help="extra environment for the adapter (repeat)"
     )
     args = parser.parse_args(argv)
+    # Here, not at the top: the child alone starts a worker, and ``loadtests.targets`` imports the suite's adapter
+    # launcher and NATS fixture (pytest among them), which every Locust process would otherwise import for nothing.
+    from loadtests.targets import TargetOptions
+
     env = []
     for item in args.env:
         name, sep, value = item.partition("=")

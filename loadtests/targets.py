@@ -26,10 +26,10 @@ from fixtures.adapter_process import AdapterSpec
 from fixtures.nats_server import NatsServer
 from fixtures.plugin import BUILTIN_ADAPTERS
 from fixtures.roles import AdapterLauncher
+from loadtests.endpoint_names import COMPONENT, ENDPOINTS, NAMESPACE
 
-NAMESPACE = "loadtest"
-COMPONENT = "backend"
-ENDPOINTS = ("echo", "stream", "sink", "slow")
+__all__ = ["COMPONENT", "ENDPOINTS", "NAMESPACE", "ServedTarget", "TargetOptions", "serve_target"]
+
 # 1 MiB payloads plus their envelope must fit in one NATS message.
 NATS_MAX_PAYLOAD = 8 * 1024 * 1024
 
