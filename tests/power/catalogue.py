@@ -29,6 +29,7 @@ CATCH_LEVELS = ("MUST", "SHOULD")
 RUN_TIMEOUT_S = 1800.0  # one child suite run; a hang is a failure naming the entry, never a stalled run.  A worker that
 # never closes its call-homes makes the whole worker-role suite take ~17 min (its lingering connections slow every
 # DoS scenario), past the 15 min this once was.
+INDEX_TIMEOUT_S = 120.0  # one collection of the whole suite (about 1 s; start-up under a loaded machine)
 
 
 class CatalogueError(ValueError):
@@ -172,10 +173,14 @@ def run(
     directory: Path,
     *,
     requirements: tuple[str, ...] | None = None,
+    index: dict[str, list[str]] | None = None,
     python: str = sys.executable,
     timeout: float = RUN_TIMEOUT_S,
 ) -> RunResult:
-    """Run the suite (only ``requirements``, or all of it) against the entry, on its planes and role."""
+    """Run the suite (only ``requirements``, or all of it) against the entry, on its planes and role.
+
+    With ``index`` (:func:`requirement_index`), a run of some requirements collects only the modules citing them.
+    """
     root = make_copy(entry, directory)
     returncode, output, elapsed, report = run_suite(
         directory,
@@ -184,12 +189,40 @@ def run(
         roles=(entry.role,),
         planes=entry.planes,
         requirements=requirements,
+        paths=suite_paths(requirements, index),
         python=python,
         timeout=timeout,
     )
     result = RunResult(entry, report, returncode, elapsed, "\n".join(output.splitlines()[-25:]), root)
     result.failed_musts, result.failed_shoulds, result.failing_tests = failures_of(report)
     return result
+
+
+def requirement_index(directory: Path, python: str = sys.executable) -> dict[str, list[str]]:
+    """``{requirement: [module path, ...]}`` of the suite's tests, from one child collection of the whole suite."""
+    out = directory / "requirement-index.json"
+    command = [python, "-m", "pytest", "conformance", "--collect-only", "-q", "-p", "no:cacheprovider"]
+    command += ["-p", "no:xdist", "-p", "tests.power.requirement_index"]
+    env = {**os.environ, "RP_POWER_INDEX_OUT": str(out)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    completed = subprocess.run(
+        command, cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=INDEX_TIMEOUT_S, check=False
+    )
+    if completed.returncode != 0 or not out.is_file():
+        raise RuntimeError(f"collecting the suite failed (exit {completed.returncode}):\n{completed.stdout[-3000:]}")
+    index: dict[str, list[str]] = json.loads(out.read_text())
+    return index
+
+
+def suite_paths(requirements: tuple[str, ...] | None, index: dict[str, list[str]] | None) -> tuple[str, ...]:
+    """What a child run collects: the modules citing ``requirements`` per ``index``; the whole suite otherwise.
+
+    A requirement no module cites (or no index, or no requirements) collects the whole suite, as before: the run then
+    reads it ``not-run`` and the entry is not rejected, which fails loudly rather than hiding an entry.
+    """
+    if not requirements or index is None or any(r not in index for r in requirements):
+        return ("conformance",)
+    return tuple(sorted({module for r in requirements for module in index[r]}))
 
 
 def run_suite(
@@ -200,6 +233,7 @@ def run_suite(
     roles: tuple[str, ...] = ROLES,
     planes: tuple[str, ...] = PLANES,
     requirements: tuple[str, ...] | None = None,
+    paths: tuple[str, ...] = ("conformance",),
     python: str = sys.executable,
     timeout: float = RUN_TIMEOUT_S,
     extra_args: tuple[str, ...] = (),
@@ -210,7 +244,7 @@ def run_suite(
         python,
         "-m",
         "pytest",
-        "conformance",
+        *paths,
         "-q",
         "-p",
         "no:cacheprovider",

@@ -1,8 +1,9 @@
 """Every known-bad implementation in the catalogue is rejected by the requirements it names.
 
 The patches must still apply to today's ``reference_impl`` (exactly once each).  Then each entry runs
-the suite with ``--req <its requirements> --planes <its planes>`` against the mutant in a child pytest,
-several at a time (``RP_POWER_JOBS``, default 8: the child runs mostly wait on the network), and its
+the suite with ``--req <its requirements> --planes <its planes>`` against the mutant in a child pytest that
+collects only the suite's modules citing those requirements (``catalogue.requirement_index``: one collection of the
+whole suite first), several at a time (``RP_POWER_JOBS``, default 8: the child runs mostly wait on the network), and its
 JSON report must show those requirements failed.
 """
 
@@ -61,11 +62,13 @@ def results(request: pytest.FixtureRequest) -> Iterator[dict[str, RunResult]]:
         if getattr(item, "originalname", None) == REJECTION_TEST and hasattr(item, "callspec")
     }
     with tempfile.TemporaryDirectory(prefix="rp-power-") as scratch:
+        # Each run collects only the modules citing its requirements (the whole suite once, here, to know which).
+        index = catalogue.requirement_index(Path(scratch)) if selected else None
 
         def run_one(entry: Entry) -> RunResult:
             directory = Path(scratch) / entry.id
             directory.mkdir()
-            return catalogue.run(entry, directory, requirements=entry.requirements)
+            return catalogue.run(entry, directory, requirements=entry.requirements, index=index)
 
         with ThreadPoolExecutor(max_workers=JOBS) as pool:
             yield {result.entry.id: result for result in pool.map(run_one, [e for e in ENTRIES if e.id in selected])}
