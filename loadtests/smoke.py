@@ -123,15 +123,17 @@ def smoke_profile(profile: Profile, seconds: int, out: Path, extra: list[str]) -
 def _worker_options(passthrough: list[str]) -> argparse.Namespace:
     """The options meant for Locust that say which worker to call or how to start it."""
     parser = argparse.ArgumentParser(add_help=False)
-    for option in ("--rp-discovery", "--rp-impl-cmd", "--rp-impl-python", "--rp-nats-url"):
+    for option in ("--rp-discovery", "--rp-impl-cmd", "--rp-impl-python", "--rp-nats-url", "--rp-log-dir"):
         parser.add_argument(option, default="")
     return parser.parse_known_args(passthrough)[0]
 
 
 def _target_arguments(impl: str, plane: str, passthrough: list[str], plane_out: Path) -> list[str]:
-    """``loadtests.target_process``'s arguments for the plane's worker (its adapter's log kept in ``plane_out``)."""
+    """``loadtests.target_process``'s arguments for the plane's worker (its adapter's log kept in ``plane_out``, or
+    in the plane's directory under ``--rp-log-dir``)."""
     given = _worker_options(passthrough)
-    arguments = ["--impl", impl, "--plane", plane, "--log-dir", str(plane_out / "worker")]
+    log_dir = Path(given.rp_log_dir) / plane if given.rp_log_dir else plane_out / "worker"
+    arguments = ["--impl", impl, "--plane", plane, "--log-dir", str(log_dir)]
     for flag, value in (
         ("--impl-cmd", given.rp_impl_cmd),
         ("--impl-python", given.rp_impl_python),
