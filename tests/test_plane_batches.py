@@ -82,3 +82,50 @@ def test_a_check_is_made_once_on_every_plane_and_judged_per_plane(
     result.assert_outcomes(**outcomes)
     if "nats" in planes:
         result.stdout.fnmatch_lines(["FAILED test_sample.py::test_a_made_on_every_plane_at_once[[]nats[]]*"])
+
+
+SAMPLE_XDIST = """
+import pytest
+
+MADE = []
+
+pytestmark = [pytest.mark.req("RS-CALLER-ITEMS")]
+
+
+async def echo(caller, worker):
+    MADE.append(caller.plane)
+    answer = await caller.call(worker.endpoint("echo"), {"plane": caller.plane})
+    return answer["items"]
+
+
+async def test_made_on_its_own_plane_only(impl_caller_on_every_plane, plane):
+    items = await impl_caller_on_every_plane(echo)
+    assert MADE[-1] == plane and MADE.count(plane) == 1, f"not made for its own plane alone: {MADE}"
+    assert items == [{"plane": plane}], "a plane's test got another plane's outcome"
+"""
+
+
+def test_in_an_xdist_worker_each_planes_test_makes_its_own_check_only(pytester: pytest.Pytester) -> None:
+    """An xdist worker does not know which of a test's other planes it will run: making them all would make them
+    again on every worker that runs one."""
+    pytester.makeini(INI)
+    pytester.makepyfile(test_sample=SAMPLE_XDIST)
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "fixtures.plugin",
+        "-p",
+        "fixtures.roles",
+        "-p",
+        "fixtures.nats_server",
+        "-p",
+        "no:cacheprovider",
+        "--impl",
+        "reference",
+        "--planes",
+        "tcp,nats,http",
+        "--report-dir",
+        str(pytester.path / "reports"),
+        "-n",
+        "2",
+    )
+    result.assert_outcomes(passed=3)
