@@ -260,26 +260,25 @@ async def _cancel_slow_stream(impl_worker: WorkerUnderTest, wire_client: WireCli
     return CancelledStream(transcript, records, probe.codec)
 
 
+def _assert_the_handler_stopped(cancelled: CancelledStream, mode: str) -> None:
+    assert cancelled.transcript.ended_by in ("eof", "reset"), f"the worker kept streaming/open 5 s after {mode}"
+    items = len(cancelled.items())
+    assert items < ITEMS_AFTER_CANCEL_LIMIT, f"{items} items after {mode}: the worker did not stop in {STOP_WITHIN_S}s"
+    assert cancelled.record.get("cancelled"), f"the handler never saw the {mode}: {cancelled.record}"
+
+
 @pytest.mark.req("RS-CANCEL-STOP")
 async def test_stop_reaches_the_handler_and_ends_the_stream(
     impl_worker: WorkerUnderTest, wire_client: WireClient, cancelled_streams: dict[tuple[str, str], Any]
 ):
-    cancelled = await _cancelled_stream(impl_worker, wire_client, "stop", cancelled_streams)
-    assert cancelled.transcript.ended_by in ("eof", "reset"), "the worker kept streaming/open 5 s after stop"
-    items = len(cancelled.items())
-    assert items < ITEMS_AFTER_CANCEL_LIMIT, f"{items} items after stop: the worker did not stop in {STOP_WITHIN_S}s"
-    assert cancelled.record.get("cancelled"), f"the handler never saw the stop: {cancelled.record}"
+    _assert_the_handler_stopped(await _cancelled_stream(impl_worker, wire_client, "stop", cancelled_streams), "stop")
 
 
 @pytest.mark.req("RS-CANCEL-KILL")
 async def test_kill_reaches_the_handler_and_ends_the_stream(
     impl_worker: WorkerUnderTest, wire_client: WireClient, cancelled_streams: dict[tuple[str, str], Any]
 ):
-    cancelled = await _cancelled_stream(impl_worker, wire_client, "kill", cancelled_streams)
-    assert cancelled.transcript.ended_by in ("eof", "reset"), "the worker kept streaming/open 5 s after kill"
-    items = len(cancelled.items())
-    assert items < ITEMS_AFTER_CANCEL_LIMIT, f"{items} items after kill: the worker did not stop in {STOP_WITHIN_S}s"
-    assert cancelled.record.get("cancelled"), f"the handler never saw the kill: {cancelled.record}"
+    _assert_the_handler_stopped(await _cancelled_stream(impl_worker, wire_client, "kill", cancelled_streams), "kill")
 
 
 @pytest.mark.req("RS-CANCEL-NO-SENTINEL")

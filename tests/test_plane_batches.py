@@ -55,30 +55,23 @@ markers =
 """
 
 
+def _run_sample(pytester: pytest.Pytester, planes: str, *options: str) -> pytest.RunResult:
+    """The sample run against the reference on ``planes``, with the suite's plugins."""
+    plugins = ("fixtures.plugin", "fixtures.roles", "fixtures.nats_server", "no:cacheprovider")
+    return pytester.runpytest_subprocess(
+        *(arg for plugin in plugins for arg in ("-p", plugin)),
+        *("--impl", "reference", "--planes", planes, "--report-dir", str(pytester.path / "reports")),
+        *options,
+    )
+
+
 @pytest.mark.parametrize(("planes", "outcomes"), [("tcp,nats", {"passed": 3, "failed": 1}), ("tcp", {"passed": 2})])
 def test_a_check_is_made_once_on_every_plane_and_judged_per_plane(
     pytester: pytest.Pytester, planes: str, outcomes: dict[str, int]
 ) -> None:
     pytester.makeini(INI)
     pytester.makepyfile(test_sample=SAMPLE.replace("MADE = []", f"MADE = []\nPLANES = {planes.split(',')!r}"))
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "fixtures.plugin",
-        "-p",
-        "fixtures.roles",
-        "-p",
-        "fixtures.nats_server",
-        "-p",
-        "no:cacheprovider",
-        "--impl",
-        "reference",
-        "--planes",
-        planes,
-        "--report-dir",
-        str(pytester.path / "reports"),
-        "-p",
-        "no:randomly",
-    )
+    result = _run_sample(pytester, planes, "-p", "no:randomly")
     result.assert_outcomes(**outcomes)
     if "nats" in planes:
         result.stdout.fnmatch_lines(["FAILED test_sample.py::test_a_made_on_every_plane_at_once[[]nats[]]*"])
@@ -110,22 +103,5 @@ def test_in_an_xdist_worker_each_planes_test_makes_its_own_check_only(pytester: 
     again on every worker that runs one."""
     pytester.makeini(INI)
     pytester.makepyfile(test_sample=SAMPLE_XDIST)
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "fixtures.plugin",
-        "-p",
-        "fixtures.roles",
-        "-p",
-        "fixtures.nats_server",
-        "-p",
-        "no:cacheprovider",
-        "--impl",
-        "reference",
-        "--planes",
-        "tcp,http",  # two planes, two workers: no NATS server to start
-        "--report-dir",
-        str(pytester.path / "reports"),
-        "-n",
-        "2",
-    )
+    result = _run_sample(pytester, "tcp,http", "-n", "2")  # two planes, two workers: no NATS server to start
     result.assert_outcomes(passed=2)
