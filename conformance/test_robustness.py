@@ -33,7 +33,14 @@ from fixtures.probes.probe_worker import ProbeWorker, ReceivedRequest
 from fixtures.probes.wire_client import ProbeResult, RawRequestConnection, WireClient, read_until_sentinel_then_close
 from fixtures.proc_tcp import unread_by_peer
 from fixtures.process_activity import ActivitySample, BlockedDetector
-from fixtures.roles import CallerUnderTest, WorkerUnderTest, nats_url_for, unless_the_call_fails
+from fixtures.roles import (
+    CallerUnderTest,
+    OnEveryPlane,
+    WorkerOnEveryPlane,
+    WorkerUnderTest,
+    nats_url_for,
+    unless_the_call_fails,
+)
 
 pytestmark = pytest.mark.robustness
 
@@ -120,8 +127,20 @@ async def _watch_growth(pid: int, baseline: int) -> int:
 
 @pytest.mark.req("ROB-SLOW-READER")
 async def test_a_caller_that_stops_reading_gets_back_pressure(
-    impl_worker: WorkerUnderTest, wire_client: WireClient, request: pytest.FixtureRequest, wire_layout: WireLayout
+    impl_worker_on_every_plane: WorkerOnEveryPlane[None], request: pytest.FixtureRequest, wire_layout: WireLayout
 ):
+    """Made on every plane at once, each on that plane's shared worker (a process of its own, whose memory alone is
+    watched): the watches for a blocked worker run side by side."""
+
+    async def stalls(impl_worker: WorkerUnderTest, wire_client: WireClient) -> None:
+        await _back_pressure_holds(impl_worker, wire_client, request, wire_layout)
+
+    await impl_worker_on_every_plane(stalls, None)
+
+
+async def _back_pressure_holds(
+    impl_worker: WorkerUnderTest, wire_client: WireClient, request: pytest.FixtureRequest, wire_layout: WireLayout
+) -> None:
     assert impl_worker.adapter.pid is not None
     recorder = CallHomeRecorder(receive_buffer=SLOW_READER_RECEIVE_BUFFER)
     await recorder.start()
@@ -259,9 +278,13 @@ async def _caller_has_read(received: ReceivedRequest, at_least: int) -> bool:
 
 
 @pytest.mark.req("ROB-CALLHOME-INTRUDERS")
-async def test_stray_call_home_connections_do_not_touch_the_real_stream(
-    impl_caller: CallerUnderTest, probe_worker: ProbeWorker
-):
+async def test_stray_call_home_connections_do_not_touch_the_real_stream(impl_caller_on_every_plane: OnEveryPlane[None]):
+    """Made on every plane at once (each plane's caller, its own probe worker and intruders): the real stream's
+    quarter second is sat out once."""
+    await impl_caller_on_every_plane(_intruders_leave_the_real_stream_alone)
+
+
+async def _intruders_leave_the_real_stream_alone(impl_caller: CallerUnderTest, probe_worker: ProbeWorker) -> None:
     call = asyncio.ensure_future(impl_caller.call(probe_worker.endpoint("slow"), dict(REAL_STREAM), deadline=30.0))
     (received,) = await unless_the_call_fails(call, probe_worker.wait_for_requests(1))
     assert received.envelope is not None
@@ -316,18 +339,33 @@ def victim_spec(layout: WireLayout) -> AdapterSpec:
 
 @pytest.mark.req("ROB-WORKER-DIES")
 async def test_a_worker_process_dying_mid_stream_is_an_error(
-    impl_caller: CallerUnderTest,
-    probe_worker: ProbeWorker,
+    impl_caller_on_every_plane: OnEveryPlane[None],
     request: pytest.FixtureRequest,
     tmp_path: Path,
     wire_layout: WireLayout,
 ):
-    """A real worker process, killed with SIGKILL while it streams; another stream goes on."""
+    """A real worker process, killed with SIGKILL while it streams; another stream goes on.  Made on every plane at
+    once (each plane's caller, victim and live probe worker): the victims start, stream and die side by side."""
+
+    async def dies(impl_caller: CallerUnderTest, probe_worker: ProbeWorker) -> None:
+        log = tmp_path / f"victim-{impl_caller.plane}.log"
+        await _a_worker_dies_mid_stream(impl_caller, probe_worker, request, log, wire_layout)
+
+    await impl_caller_on_every_plane(dies)
+
+
+async def _a_worker_dies_mid_stream(
+    impl_caller: CallerUnderTest,
+    probe_worker: ProbeWorker,
+    request: pytest.FixtureRequest,
+    log: Path,
+    wire_layout: WireLayout,
+) -> None:
     env = {**BASE_ADAPTER_ENV, "DYN_FILE_KV": str(impl_caller.discovery.root), "DYN_REQUEST_PLANE": impl_caller.plane}
     nats_url = nats_url_for(request, impl_caller.plane)
     if nats_url:
         env["NATS_SERVER"] = nats_url
-    victim = AdapterProcess(victim_spec(wire_layout), env, tmp_path / "victim.log")
+    victim = AdapterProcess(victim_spec(wire_layout), env, log)
     await victim.start()
     try:
         component = f"victim{uuid.uuid4().hex[:6]}"

@@ -6,6 +6,8 @@ import asyncio
 import hashlib
 import time
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -193,48 +195,97 @@ async def test_failure_mid_stream_follows_the_items_before_it(impl_worker: Worke
     assert ended_normally or result.transcript.ended_by in ("eof", "reset")
 
 
-async def _cancel_slow_stream(
-    impl_worker: WorkerUnderTest, wire_client: WireClient, mode: str
-) -> tuple[Transcript, int, dict[str, object], PayloadCodec]:
-    """Start ``slow``, read three items, send ``mode``; return what followed."""
+# RS-CANCEL-*: the stream cancelled is ``slow``'s, an item every CANCELLED_STREAM_INTERVAL_S, read for
+# CANCELLED_ITEMS_READ items before the stop or kill.  "Stops sending within a bounded time" is judged by the items
+# that still come after it: fewer than STOP_WITHIN_S of them (at the stream's pace), so the bound is in seconds
+# whatever the pace.  The pace only sets how long the suite waits for the items before the cancellation.
+CANCELLED_STREAM_INTERVAL_S = 0.02
+CANCELLED_STREAM_ITEMS = 1000  # 20 s at that pace: it never ends on its own within the check
+CANCELLED_ITEMS_READ = 3
+STOP_WITHIN_S = 2.0
+ITEMS_AFTER_CANCEL_LIMIT = round(STOP_WITHIN_S / CANCELLED_STREAM_INTERVAL_S)
+HANDLER_RECORD_WITHIN_S = 3.0  # for the handler's own record of the cancellation
+HANDLER_RECORD_POLL_S = 0.01
+
+
+@dataclass(frozen=True)
+class CancelledStream:
+    """One ``slow`` stream cancelled with stop or kill: what the suite saw after it, and what the handler recorded."""
+
+    transcript: Transcript
+    record: dict[str, object]
+    codec: PayloadCodec
+
+    def items(self) -> list[ItemReceived]:
+        return [e for e in self.transcript.events(self.codec) if isinstance(e, ItemReceived)]
+
+
+@pytest.fixture(scope="module")
+def cancelled_streams() -> dict[tuple[str, str], asyncio.Task[CancelledStream]]:
+    """The cancellations made in this module, by (plane, stop or kill), once each: RS-CANCEL-STOP or -KILL and
+    RS-CANCEL-NO-SENTINEL judge the same exchange, as a caller's one cancellation is judged by both."""
+    return {}
+
+
+async def _cancelled_stream(
+    impl_worker: WorkerUnderTest,
+    wire_client: WireClient,
+    mode: str,
+    made: dict[tuple[str, str], asyncio.Task[CancelledStream]],
+) -> CancelledStream:
+    key = (impl_worker.plane, mode)
+    if key not in made:
+        made[key] = asyncio.ensure_future(_cancel_slow_stream(impl_worker, wire_client, mode))
+    return await asyncio.shield(made[key])
+
+
+async def _cancel_slow_stream(impl_worker: WorkerUnderTest, wire_client: WireClient, mode: str) -> CancelledStream:
+    """Start ``slow``, read a few items, send ``mode``; return what followed."""
     tag = f"{mode}-{uuid.uuid4().hex[:8]}"
     record = impl_worker.record("slow")
-    probe = wire_client.prepare(record, {"tag": tag, "interval": 0.05, "count": 400})
+    request = {"tag": tag, "interval": CANCELLED_STREAM_INTERVAL_S, "count": CANCELLED_STREAM_ITEMS}
+    probe = wire_client.prepare(record, request)
     assert await wire_client.deliver(record, probe) == b""
     session = await asyncio.wait_for(probe.session, 10.0)
-    await session.read_items(3, 10.0)
+    await session.read_items(CANCELLED_ITEMS_READ, 10.0)
     await (session.send_stop() if mode == "stop" else session.send_kill())
     transcript = await session.read_to_end(5.0)
     records: dict[str, object] = {}
-    for _ in range(60):
+    deadline = time.monotonic() + HANDLER_RECORD_WITHIN_S
+    while time.monotonic() < deadline:
         records = (await impl_worker.slow_records()).get(tag, {})
         if records.get("ended") or records.get("cancelled"):
             break
-        await asyncio.sleep(0.05)
-    return transcript, len(session.frames), records, probe.codec
+        await asyncio.sleep(HANDLER_RECORD_POLL_S)
+    return CancelledStream(transcript, records, probe.codec)
+
+
+def _assert_the_handler_stopped(cancelled: CancelledStream, mode: str) -> None:
+    assert cancelled.transcript.ended_by in ("eof", "reset"), f"the worker kept streaming/open 5 s after {mode}"
+    items = len(cancelled.items())
+    assert items < ITEMS_AFTER_CANCEL_LIMIT, f"{items} items after {mode}: the worker did not stop in {STOP_WITHIN_S}s"
+    assert cancelled.record.get("cancelled"), f"the handler never saw the {mode}: {cancelled.record}"
 
 
 @pytest.mark.req("RS-CANCEL-STOP")
-async def test_stop_reaches_the_handler_and_ends_the_stream(impl_worker: WorkerUnderTest, wire_client: WireClient):
-    transcript, _, record, codec = await _cancel_slow_stream(impl_worker, wire_client, "stop")
-    assert transcript.ended_by in ("eof", "reset"), "the worker kept streaming/open 5 s after stop"
-    items = [e for e in transcript.events(codec) if isinstance(e, ItemReceived)]
-    assert len(items) < 40, f"{len(items)} items after stop: the worker did not stop"
-    assert record.get("cancelled"), f"the handler never saw the stop: {record}"
+async def test_stop_reaches_the_handler_and_ends_the_stream(
+    impl_worker: WorkerUnderTest, wire_client: WireClient, cancelled_streams: dict[tuple[str, str], Any]
+):
+    _assert_the_handler_stopped(await _cancelled_stream(impl_worker, wire_client, "stop", cancelled_streams), "stop")
 
 
 @pytest.mark.req("RS-CANCEL-KILL")
-async def test_kill_reaches_the_handler_and_ends_the_stream(impl_worker: WorkerUnderTest, wire_client: WireClient):
-    transcript, _, record, codec = await _cancel_slow_stream(impl_worker, wire_client, "kill")
-    assert transcript.ended_by in ("eof", "reset"), "the worker kept streaming/open 5 s after kill"
-    items = [e for e in transcript.events(codec) if isinstance(e, ItemReceived)]
-    assert len(items) < 40, f"{len(items)} items after kill: the worker did not stop"
-    assert record.get("cancelled"), f"the handler never saw the kill: {record}"
+async def test_kill_reaches_the_handler_and_ends_the_stream(
+    impl_worker: WorkerUnderTest, wire_client: WireClient, cancelled_streams: dict[tuple[str, str], Any]
+):
+    _assert_the_handler_stopped(await _cancelled_stream(impl_worker, wire_client, "kill", cancelled_streams), "kill")
 
 
 @pytest.mark.req("RS-CANCEL-NO-SENTINEL")
 @pytest.mark.parametrize("mode", ["stop", "kill"])
-async def test_no_sentinel_after_a_cancellation(impl_worker: WorkerUnderTest, wire_client: WireClient, mode: str):
-    transcript, _, _, codec = await _cancel_slow_stream(impl_worker, wire_client, mode)
-    names = transcript.event_names(codec)
+async def test_no_sentinel_after_a_cancellation(
+    impl_worker: WorkerUnderTest, wire_client: WireClient, mode: str, cancelled_streams: dict[tuple[str, str], Any]
+):
+    cancelled = await _cancelled_stream(impl_worker, wire_client, mode, cancelled_streams)
+    names = cancelled.transcript.event_names(cancelled.codec)
     assert "SentinelReceived" not in names and "FinalReceived" not in names, names

@@ -16,6 +16,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import MaxPayloadError
 
+from fixtures import nats_server as nats_server_module
 from fixtures.nats_server import (
     BACKEND_ENV_VAR,
     BINARY_BACKEND,
@@ -26,6 +27,7 @@ from fixtures.nats_server import (
     NatsServerFactory,
     docker_engine_problem,
     locate_nats_server_binary,
+    no_docker_engine_configured,
     pick_free_loopback_port,
     read_server_info,
 )
@@ -231,3 +233,34 @@ def test_restart_onto_a_taken_port_fails_clearly(nats_server_factory: NatsServer
         assert time.monotonic() - started < 5
     server.start()
     assert server.is_running
+
+
+@pytest.fixture
+def nothing_configures_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
+    """A machine where nothing configures a Docker engine and no socket is at the default path."""
+    for name in nats_server_module.DOCKER_CONFIGURING_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(nats_server_module, "DOCKER_DEFAULT_SOCKET", tmp_path / "docker.sock")
+    monkeypatch.setattr(nats_server_module, "DOCKER_CONFIGURING_FILES", (tmp_path / ".docker",))
+    return tmp_path
+
+
+def test_no_engine_is_known_without_asking_when_nothing_configures_one(nothing_configures_docker: Any) -> None:
+    reason = no_docker_engine_configured()
+    assert reason is not None and "docker.sock" in reason
+    assert docker_engine_problem() == reason
+
+
+@pytest.mark.parametrize("where", ["env", "file", "socket"])
+def test_an_engine_configured_anywhere_is_asked(
+    nothing_configures_docker: Any, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    if where == "env":
+        monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{pick_free_loopback_port()}")  # nothing listens there
+    elif where == "file":
+        (nothing_configures_docker / ".docker").mkdir()
+    else:
+        (nothing_configures_docker / "docker.sock").touch()  # a socket path with no engine behind it
+    assert no_docker_engine_configured() is None
+    problem = docker_engine_problem()  # the SDK's answer: an engine (None), or why none answered
+    assert problem is None or "no engine configured" not in problem, problem

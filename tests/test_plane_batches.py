@@ -55,30 +55,53 @@ markers =
 """
 
 
+def _run_sample(pytester: pytest.Pytester, planes: str, *options: str) -> pytest.RunResult:
+    """The sample run against the reference on ``planes``, with the suite's plugins."""
+    plugins = ("fixtures.plugin", "fixtures.roles", "fixtures.nats_server", "no:cacheprovider")
+    return pytester.runpytest_subprocess(
+        *(arg for plugin in plugins for arg in ("-p", plugin)),
+        *("--impl", "reference", "--planes", planes, "--report-dir", str(pytester.path / "reports")),
+        *options,
+    )
+
+
 @pytest.mark.parametrize(("planes", "outcomes"), [("tcp,nats", {"passed": 3, "failed": 1}), ("tcp", {"passed": 2})])
 def test_a_check_is_made_once_on_every_plane_and_judged_per_plane(
     pytester: pytest.Pytester, planes: str, outcomes: dict[str, int]
 ) -> None:
     pytester.makeini(INI)
     pytester.makepyfile(test_sample=SAMPLE.replace("MADE = []", f"MADE = []\nPLANES = {planes.split(',')!r}"))
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "fixtures.plugin",
-        "-p",
-        "fixtures.roles",
-        "-p",
-        "fixtures.nats_server",
-        "-p",
-        "no:cacheprovider",
-        "--impl",
-        "reference",
-        "--planes",
-        planes,
-        "--report-dir",
-        str(pytester.path / "reports"),
-        "-p",
-        "no:randomly",
-    )
+    result = _run_sample(pytester, planes, "-p", "no:randomly")
     result.assert_outcomes(**outcomes)
     if "nats" in planes:
         result.stdout.fnmatch_lines(["FAILED test_sample.py::test_a_made_on_every_plane_at_once[[]nats[]]*"])
+
+
+SAMPLE_XDIST = """
+import pytest
+
+MADE = []
+
+pytestmark = [pytest.mark.req("RS-CALLER-ITEMS")]
+
+
+async def echo(caller, worker):
+    MADE.append(caller.plane)
+    answer = await caller.call(worker.endpoint("echo"), {"plane": caller.plane})
+    return answer["items"]
+
+
+async def test_made_on_its_own_plane_only(impl_caller_on_every_plane, plane):
+    items = await impl_caller_on_every_plane(echo)
+    assert MADE[-1] == plane and MADE.count(plane) == 1, f"not made for its own plane alone: {MADE}"
+    assert items == [{"plane": plane}], "a plane's test got another plane's outcome"
+"""
+
+
+def test_in_an_xdist_worker_each_planes_test_makes_its_own_check_only(pytester: pytest.Pytester) -> None:
+    """An xdist worker does not know which of a test's other planes it will run: making them all would make them
+    again on every worker that runs one."""
+    pytester.makeini(INI)
+    pytester.makepyfile(test_sample=SAMPLE_XDIST)
+    result = _run_sample(pytester, "tcp,http", "-n", "2")  # two planes, two workers: no NATS server to start
+    result.assert_outcomes(passed=2)
