@@ -26,6 +26,7 @@ import pytest
 
 from fixtures.adapters.protocol import DEADLINE_ENV
 from fixtures.dos import attacks, bombs
+from fixtures.dos.at_once import Scenario, ScenariosAtOnce
 from fixtures.dos.budget import (
     MIB,
     LegitLatencies,
@@ -71,11 +72,7 @@ FRAME_READ_TIMEOUT_S = 0.5
 # far above the milliseconds a legitimate request or echo takes, and the suite's clock granularity.
 IDLE_TIMEOUT_S = 0.25
 CALLHOME_WRITE_TIMEOUT_S = 0.25
-# The trickled frame and the pipeline share one worker with the frame read deadline (shared_worker_with_settings):
-# neither leaves anything that decides the other's verdict (a trickling connection is closed, by the worker or at
-# the end of its scenario; a pipeline's requests are all answered), and the deadline is per connection.  The
-# pipeline runs first: a worker without the deadline passes it and fails the trickle, and a scenario not passed
-# retires its shared worker, so in this order such a worker is started once for both, not twice.
+# The trickled frame and the pipeline each run on a worker of their own with the frame read deadline, at once (AT_ONCE).
 FRAME_DEADLINE_ENV = {DEADLINE_ENV["tcp_frame_read"]: str(FRAME_READ_TIMEOUT_S)}
 
 # Partial frames: each attacker announces a frame as large as one connection may hold and sends three quarters of
@@ -238,14 +235,15 @@ async def test_partial_frames_do_not_take_the_workers_memory(
 
 @pytest.mark.req("ROB-DOS-TCP-FRAME-DEADLINE-EACH")
 @pytest.mark.planes("tcp")
-async def test_a_pipeline_of_frames_each_within_its_deadline_is_not_cut(
-    shared_worker_with_settings: WorkerFactory, wire_client: WireClient
-):
+async def test_a_pipeline_of_frames_each_within_its_deadline_is_not_cut(dos_scenarios_at_once: ScenariosAtOnce):
     """A busy pooled connection is never idle between frames: its reads keep ending inside the next frame.
 
     A deadline that runs from the first frame of such a run, not from each frame's own first byte, cuts a
     healthy caller's connection as if it were trickling a single frame."""
-    worker = await shared_worker_with_settings(env=FRAME_DEADLINE_ENV)
+    await dos_scenarios_at_once(AT_ONCE)
+
+
+async def _pipeline(worker: WorkerUnderTest, wire_client: WireClient) -> None:
     record = worker.record("echo")
     requests = [{"pipelined": seq} for seq in range(PIPELINED_FRAMES)]
     probes = [wire_client.prepare(record, request) for request in requests]
@@ -276,10 +274,11 @@ async def test_a_pipeline_of_frames_each_within_its_deadline_is_not_cut(
 
 @pytest.mark.req("ROB-DOS-TCP-FRAME-DEADLINE")
 @pytest.mark.planes("tcp")
-async def test_a_frame_trickled_byte_by_byte_is_cut_at_its_deadline(
-    shared_worker_with_settings: WorkerFactory, wire_client: WireClient
-):
-    worker = await shared_worker_with_settings(env=FRAME_DEADLINE_ENV)
+async def test_a_frame_trickled_byte_by_byte_is_cut_at_its_deadline(dos_scenarios_at_once: ScenariosAtOnce):
+    await dos_scenarios_at_once(AT_ONCE)
+
+
+async def _trickle(worker: WorkerUnderTest, wire_client: WireClient) -> None:
     pid = worker.adapter.pid
     assert pid is not None
     record = worker.record("echo")
@@ -316,8 +315,11 @@ async def test_a_frame_trickled_byte_by_byte_is_cut_at_its_deadline(
 
 @pytest.mark.req("ROB-DOS-TCP-IDLE")
 @pytest.mark.planes("tcp")
-async def test_idle_request_connections_are_closed(impl_worker_factory: WorkerFactory, wire_client: WireClient):
-    worker = await impl_worker_factory(env={DEADLINE_ENV["tcp_idle"]: str(IDLE_TIMEOUT_S)})
+async def test_idle_request_connections_are_closed(dos_scenarios_at_once: ScenariosAtOnce):
+    await dos_scenarios_at_once(AT_ONCE)
+
+
+async def _idle(worker: WorkerUnderTest, wire_client: WireClient) -> None:
     pid = worker.adapter.pid
     assert pid is not None
     record = worker.record("echo")
@@ -553,13 +555,11 @@ async def _never_read(worker: WorkerUnderTest, wire_client: WireClient) -> None:
 
 @pytest.mark.req("ROB-DOS-ADMISSION-FAIR")
 @pytest.mark.planes("tcp")
-async def test_one_connection_cannot_take_every_admission_slot(
-    impl_worker_factory: WorkerFactory, wire_client: WireClient
-):
-    worker = await impl_worker_factory(
-        env={"DYN_TCP_WORKER_POOL_SIZE": str(POOL), "DYN_TCP_WORK_QUEUE_SIZE": str(QUEUE)},
-        endpoints=["echo", "slow"],
-    )
+async def test_one_connection_cannot_take_every_admission_slot(dos_scenarios_at_once: ScenariosAtOnce):
+    await dos_scenarios_at_once(AT_ONCE)
+
+
+async def _admission(worker: WorkerUnderTest, wire_client: WireClient) -> None:
     held = await attacks.admission_hog(wire_client, worker.record("slow"), requests=HOG_REQUESTS, stream=HOG_STREAM)
     try:
         seen = await legit_calls_for(
@@ -572,3 +572,17 @@ async def test_one_connection_cannot_take_every_admission_slot(
     admitted = held.acks.count(b"")
     _figures("admission", hog_admitted=admitted, legit=seen.summary())
     _assert_served(seen, f"one connection's {HOG_REQUESTS} pipelined slow requests ({admitted} admitted)")
+
+
+# The scenarios that sit out a deadline or a window on a worker of their own, made at once by the first of their tests
+# to run, each on its own worker (fixtures.dos.at_once): one verdict per test, their waits sat out once a run.
+AT_ONCE = {
+    test_a_pipeline_of_frames_each_within_its_deadline_is_not_cut.__name__: Scenario(_pipeline, FRAME_DEADLINE_ENV),
+    test_a_frame_trickled_byte_by_byte_is_cut_at_its_deadline.__name__: Scenario(_trickle, FRAME_DEADLINE_ENV),
+    test_idle_request_connections_are_closed.__name__: Scenario(_idle, {DEADLINE_ENV["tcp_idle"]: str(IDLE_TIMEOUT_S)}),
+    test_one_connection_cannot_take_every_admission_slot.__name__: Scenario(
+        _admission,
+        {"DYN_TCP_WORKER_POOL_SIZE": str(POOL), "DYN_TCP_WORK_QUEUE_SIZE": str(QUEUE)},
+        endpoints=("echo", "slow"),
+    ),
+}
