@@ -13,6 +13,10 @@ one clearly under it.
 Deadlines the suite cannot wait out at their defaults are handed to the
 implementation as settings (``CONFORMANCE_*`` deadlines in ``fixtures/adapters/protocol.py``);
 an implementation without such a setting fails those requirements (SHOULD).
+
+The four scenarios that sit out a deadline or a window (the pipeline, the trickled frame, the idle connections, the
+admission hog: ``AT_ONCE``) are made at once by the first of their tests to run, each on a worker of its own
+(``fixtures.dos.at_once``); each test judges only its own scenario's outcome.
 """
 
 from __future__ import annotations
