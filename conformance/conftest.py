@@ -18,6 +18,7 @@ pytest_plugins = [
     "fixtures.plugin",
     "fixtures.roles",
     "fixtures.dos.fresh_workers",
+    "fixtures.dos.at_once",
     "fixtures.nats_server",
     "fixtures.gc_guard",
     "fixtures.client_guard",

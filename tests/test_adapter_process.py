@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sys
 import time
@@ -106,3 +107,26 @@ async def test_a_discarded_adapter_is_signalled_at_once_not_asked_to_shut_down(t
     await adapter.discard(timeout=40.0)
     assert adapter.process is not None and adapter.process.returncode == -signal.SIGTERM
     assert time.monotonic() - started < 5.0, "a discarded adapter's graceful shutdown was waited for"
+
+
+async def test_an_adapter_is_gone_once_no_process_of_its_group_is_left(tmp_path: Path) -> None:
+    # The adapter exits at once, leaving a child of its group that lives 0.5 s: not gone until the child is.
+    script = "import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(0.5)'])"
+    adapter = AdapterProcess(AdapterSpec(name="parent", command=[sys.executable, "-c", script]), {}, tmp_path / "p.log")
+    await adapter._spawn(adapter.spec.command, {})
+    assert adapter.process is not None
+    await adapter.process.wait()
+    started = time.monotonic()
+    assert await asyncio.wait_for(adapter.gone(), 5.0) == "exited (code 0), no process of its group left"
+    assert time.monotonic() - started > 0.2, "gone while its child still ran"
+    await adapter.stop()
+
+
+async def test_a_living_adapter_is_not_gone(tmp_path: Path) -> None:
+    adapter = AdapterProcess(
+        AdapterSpec(name="alive", command=[sys.executable, "-c", "import time; time.sleep(30)"]), {}, tmp_path / "a.log"
+    )
+    await adapter._spawn(adapter.spec.command, {})
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(adapter.gone(), 0.3)
+    await adapter.discard()
