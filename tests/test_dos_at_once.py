@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.suite_samples import SUITE_INI, run_suite_sample
+
 pytest_plugins = ["pytester"]
 
 SAMPLE = """
@@ -58,17 +60,6 @@ AT_ONCE = {
 }
 """
 
-INI = """
-[pytest]
-asyncio_mode = auto
-asyncio_default_fixture_loop_scope = session
-asyncio_default_test_loop_scope = session
-markers =
-    req(*ids): requirement IDs
-    planes(*planes): planes
-    fresh_adapter: own adapter
-"""
-
 
 @pytest.mark.parametrize(
     ("select", "expected", "outcomes"),
@@ -77,13 +68,10 @@ markers =
 def test_a_set_is_made_at_once_and_judged_per_test(
     pytester: pytest.Pytester, select: str | None, expected: str, outcomes: dict[str, int]
 ) -> None:
-    pytester.makeini(INI)
+    pytester.makeini(SUITE_INI)
     pytester.makepyfile(test_sample=SAMPLE.replace("MADE = {}", f"MADE = {{}}\nEXPECTED = {list(expected)!r}"))
-    args = ["-p", "fixtures.plugin", "-p", "fixtures.roles", "-p", "fixtures.dos.at_once", "-p", "fixtures.nats_server"]
-    args += ["-p", "no:cacheprovider"]
-    args += ["--impl", "reference", "--planes", "tcp", "--report-dir", str(pytester.path / "reports")]
-    args += ["-p", "no:randomly", *(["-k", select] if select else [])]
-    result = pytester.runpytest_subprocess(*args)
+    selected = ["-k", select] if select else []
+    result = run_suite_sample(pytester, "-p", "no:randomly", *selected, plugins=("fixtures.dos.at_once",))
     result.assert_outcomes(**outcomes)
     if "b" in expected:
         result.stdout.fnmatch_lines(["FAILED test_sample.py::test_b_fails*b fails*"])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.suite_samples import SUITE_INI, run_suite_sample
+
 pytest_plugins = ["pytester"]
 
 SAMPLE = """
@@ -43,35 +45,14 @@ async def test_b_made_once_and_a_failed_planes_caller_retired(impl_caller, plane
         assert impl_caller.adapter.pid == PIDS[plane], "a caller the check passed on was not shared"
 """
 
-INI = """
-[pytest]
-asyncio_mode = auto
-asyncio_default_fixture_loop_scope = session
-asyncio_default_test_loop_scope = session
-markers =
-    req(*ids): requirement IDs
-    planes(*planes): planes
-    fresh_adapter: own adapter
-"""
-
-
-def _run_sample(pytester: pytest.Pytester, planes: str, *options: str) -> pytest.RunResult:
-    """The sample run against the reference on ``planes``, with the suite's plugins."""
-    plugins = ("fixtures.plugin", "fixtures.roles", "fixtures.nats_server", "no:cacheprovider")
-    return pytester.runpytest_subprocess(
-        *(arg for plugin in plugins for arg in ("-p", plugin)),
-        *("--impl", "reference", "--planes", planes, "--report-dir", str(pytester.path / "reports")),
-        *options,
-    )
-
 
 @pytest.mark.parametrize(("planes", "outcomes"), [("tcp,nats", {"passed": 3, "failed": 1}), ("tcp", {"passed": 2})])
 def test_a_check_is_made_once_on_every_plane_and_judged_per_plane(
     pytester: pytest.Pytester, planes: str, outcomes: dict[str, int]
 ) -> None:
-    pytester.makeini(INI)
+    pytester.makeini(SUITE_INI)
     pytester.makepyfile(test_sample=SAMPLE.replace("MADE = []", f"MADE = []\nPLANES = {planes.split(',')!r}"))
-    result = _run_sample(pytester, planes, "-p", "no:randomly")
+    result = run_suite_sample(pytester, "-p", "no:randomly", planes=planes)
     result.assert_outcomes(**outcomes)
     if "nats" in planes:
         result.stdout.fnmatch_lines(["FAILED test_sample.py::test_a_made_on_every_plane_at_once[[]nats[]]*"])
@@ -101,7 +82,9 @@ async def test_made_on_its_own_plane_only(impl_caller_on_every_plane, plane):
 def test_in_an_xdist_worker_each_planes_test_makes_its_own_check_only(pytester: pytest.Pytester) -> None:
     """An xdist worker does not know which of a test's other planes it will run: making them all would make them
     again on every worker that runs one."""
-    pytester.makeini(INI)
+    pytester.makeini(SUITE_INI)
     pytester.makepyfile(test_sample=SAMPLE_XDIST)
-    result = _run_sample(pytester, "tcp,http", "-n", "2")  # two planes, two workers: no NATS server to start
+    result = run_suite_sample(
+        pytester, "-n", "2", planes="tcp,http"
+    )  # two planes, two workers: no NATS server to start
     result.assert_outcomes(passed=2)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.suite_samples import SUITE_INI, run_suite_sample
+
 pytest_plugins = ["pytester"]
 
 SAMPLE = """
@@ -64,38 +66,10 @@ async def test_8_a_dead_process_is_replaced(impl_worker, wire_client, plane):
     assert result.values() == [{"alive": True}]
 """
 
-INI = """
-[pytest]
-asyncio_mode = auto
-asyncio_default_fixture_loop_scope = session
-asyncio_default_test_loop_scope = session
-markers =
-    req(*ids): requirement IDs
-    planes(*planes): planes
-    fresh_adapter: own adapter
-"""
-
 
 def test_shared_adapters_are_reused_replaced_and_retired(pytester: pytest.Pytester) -> None:
-    pytester.makeini(INI)
+    pytester.makeini(SUITE_INI)
     pytester.makepyfile(test_sample=SAMPLE)
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "fixtures.plugin",
-        "-p",
-        "fixtures.roles",
-        "-p",
-        "fixtures.nats_server",
-        "-p",
-        "no:cacheprovider",
-        "--impl",
-        "reference",
-        "--planes",
-        "tcp",
-        "--report-dir",
-        str(pytester.path / "reports"),
-        "-p",
-        "no:randomly",
-    )
+    result = run_suite_sample(pytester, "-p", "no:randomly")
     result.assert_outcomes(passed=7, failed=1)
     result.stdout.fnmatch_lines(["FAILED test_sample.py::test_5_fails_after_killing_nothing*"])
