@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 from loadtests.check import judge
+from loadtests.load_session import SessionSettings
 from loadtests.profiles import PROFILES, Profile
 from loadtests.stats_rows import rows_from_json
 from loadtests.target_process import TargetProcess
@@ -133,15 +134,15 @@ def _target_arguments(impl: str, plane: str, passthrough: list[str], plane_out: 
     in the plane's directory under ``--rp-log-dir``)."""
     given = _worker_options(passthrough)
     log_dir = Path(given.rp_log_dir) / plane if given.rp_log_dir else plane_out / "worker"
-    arguments = ["--impl", impl, "--plane", plane, "--log-dir", str(log_dir)]
-    for flag, value in (
-        ("--impl-cmd", given.rp_impl_cmd),
-        ("--impl-python", given.rp_impl_python),
-        ("--nats-url", given.rp_nats_url),
-    ):
-        if value:
-            arguments += [flag, value]
-    return arguments
+    settings = SessionSettings(
+        plane=plane,
+        impl=impl,
+        impl_cmd=given.rp_impl_cmd or None,
+        impl_python=given.rp_impl_python or None,
+        nats_url=given.rp_nats_url or None,
+        log_dir=str(log_dir),
+    )
+    return settings.target_arguments()
 
 
 def _tail(path: Path, lines: int = 25) -> str:
